@@ -1,0 +1,69 @@
+"""Expressions -> source text: common-subexpression elimination, then one printed line each.
+
+The text is kept so that a user can read exactly what runs (``SymbolicDynamics.source``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy as sp
+
+from .printers import NumbaPrinter, print_expression
+
+__all__ = ["emit_function", "rename"]
+
+INDENT = "    "
+
+
+def rename(exprs: Sequence[sp.Expr], symbols: Sequence[sp.Symbol], names: Sequence[str]):
+    """Replace each symbol by a plain symbol with a code-safe name (``z0``, ``p1``, ``t``).
+
+    Returns the renamed expressions and the map back to the user's symbols.
+    """
+    mapping = {s: sp.Symbol(n) for s, n in zip(symbols, names)}
+    back = {v: k for k, v in mapping.items()}
+    return [sp.sympify(e).xreplace(mapping) for e in exprs], back
+
+
+def emit_function(
+    name: str,
+    arg_names: Sequence[str],
+    exprs: Sequence[sp.Expr],
+    printer: NumbaPrinter | None = None,
+    where: str = "out",
+    decorator: str | None = "@JIT",
+    names: dict | None = None,
+) -> str:
+    """Source of ``def name(*arg_names)`` returning the tuple of ``exprs``.
+
+    The expressions must already be written in the argument names (see :func:`rename`).
+    Shared subexpressions are computed once into locals ``_c0, _c1, ...``.
+
+    Parameters
+    ----------
+    name : str
+    arg_names : sequence of str
+    exprs : sequence of sympy.Expr
+        One expression per returned value.
+    printer : NumbaPrinter, optional
+    where : str
+        Name used in error messages for entry ``i`` (``f"{where}[{i}]"``).
+    decorator : str or None
+        A line put above the ``def``.
+    names : dict, optional
+        Code symbol -> user symbol, so that errors name the user's symbols.
+    """
+    printer = printer or NumbaPrinter()
+    temps, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("_c"), optimizations="basic")
+    lines = [decorator] if decorator else []
+    lines.append(f"def {name}({', '.join(arg_names)}):")
+    for sym, value in temps:
+        lines.append(f"{INDENT}{sym} = {print_expression(value, printer, where, names)}")
+    outs = [print_expression(e, printer, f"{where}[{i}]", names) for i, e in enumerate(reduced)]
+    if len(outs) == 1:
+        lines.append(f"{INDENT}return ({outs[0]},)")
+    else:
+        body = (",\n" + INDENT * 2).join(outs)
+        lines.append(f"{INDENT}return (\n{INDENT * 2}{body},\n{INDENT})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,273 @@
+"""``solve()``: check the inputs, pick an engine, run it, and turn failures into clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..dynamics import SymbolicDynamics, as_dynamics
+from ..errors import (MaxStepsError, NonFiniteError, ShapeError, StepSizeUnderflowError,
+                      SymodeError, TimeGridError)
+from .array_engine import integrate_arrays
+from .kernel_engine import MAX_STEPS, NON_FINITE, OK, UNDERFLOW, compiled_kernel, run_batch
+from .solution import Solution, Stats
+from .tableaus import ButcherTableau, get_tableau
+
+__all__ = ["solve", "source"]
+
+ENGINES = ("auto", "kernel", "array")
+
+
+def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = None, *,
+          method: str | ButcherTableau = "dopri5", rtol: float | ArrayLike = 1e-6,
+          atol: float | ArrayLike = 1e-8, step_size: float | None = None,
+          n_steps: int | None = None, first_step: float | None = None,
+          max_steps: int = 10_000, engine: str = "auto") -> Solution:
+    """Solve ``dy/dt = f(t, y, θ)`` for a batch of initial values, saving at the times ``t``.
+
+    Parameters
+    ----------
+    system : ODE, Dynamics or callable ``f(t, y, params)``
+        A symbolic :class:`~symode.ODE` runs in the compiled kernel engine; anything else in the
+        array engine.
+    y0 : array_like, shape (batch, dim) or (dim,)
+    t : array_like, shape (T,) or (batch, T)
+        Times to save at, strictly increasing or strictly decreasing (backwards in time); the
+        first is the initial time. One grid for all, or one per trajectory.
+    params : array_like, shape (P,) or (batch, P), optional
+        Values of the system's parameters, shared or per trajectory.
+    method : str or ButcherTableau
+        ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step: give ``step_size`` or
+        ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive).
+    rtol, atol : float or array_like, shape (dim,)
+        Tolerances of adaptive methods: a step is accepted when the RMS over components of
+        ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
+    step_size : float, optional
+        Fixed step; the last step is shortened to end on the final time.
+    n_steps : int, optional
+        Number of fixed steps from the first to the last time (instead of ``step_size``).
+    first_step : float, optional
+        Initial step of an adaptive method (default: Hairer's estimate).
+    max_steps : int
+        Attempted steps allowed per trajectory before :class:`MaxStepsError`.
+    engine : {"auto", "kernel", "array"}
+        ``"kernel"`` needs a symbolic ODE; ``"auto"`` picks it for one.
+
+    Returns
+    -------
+    Solution
+        ``sol.y`` has shape (T, batch, dim) ((T, dim) for a single ``y0`` of shape (dim,)).
+        Float32 input gives float32 output; the solve runs in float64.
+
+    Raises
+    ------
+    ShapeError, TimeGridError, NonFiniteError, MaxStepsError, StepSizeUnderflowError
+    """
+    tab = get_tableau(method)
+    dyn = as_dynamics(system)
+    if engine not in ENGINES:
+        raise SymodeError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "kernel" and not isinstance(dyn, SymbolicDynamics):
+        raise SymodeError('engine="kernel" needs a symbolic symode.ODE; use engine="array" for '
+                          f"{type(system).__name__}")
+    use_kernel = isinstance(dyn, SymbolicDynamics) and engine != "array"
+    y0_arr, single, out_dtype = _check_y0(y0, dyn)
+    batch = y0_arr.shape[0]
+    tgrid, t_given = _check_times(t, batch)
+    prm = _check_params(params, dyn, batch)
+    dim_shape = y0_arr.shape[1:]
+    rtol_a, atol_a = _check_tolerances(rtol, atol, dim_shape, tab)
+    h_fixed = _check_steps(tab, step_size, n_steps, first_step, tgrid)
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise SymodeError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if use_kernel:
+        y, stats, status, fail = _run_kernel(dyn, tab, y0_arr, tgrid, prm, rtol_a, atol_a,
+                                             first_step, h_fixed, max_steps)
+        engine_name = "kernel"
+    else:
+        y, stats, status, fail = _run_arrays(dyn, tab, y0_arr, tgrid, prm, rtol_a, atol_a,
+                                             first_step, h_fixed, max_steps)
+        engine_name = "array"
+    _raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps)
+    if single:
+        y = y[:, 0]
+    return Solution(t=t_given, y=y.astype(out_dtype, copy=False), stats=stats, method=tab.name,
+                    engine=engine_name)
+
+
+def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri5") -> str:
+    """The generated source code that runs for a symbolic system.
+
+    Parameters
+    ----------
+    system : ODE
+    what : {"rhs", "kernel"}
+        The right-hand side, or the whole compiled integrator for ``method``.
+    """
+    dyn = as_dynamics(system)
+    if not isinstance(dyn, SymbolicDynamics):
+        raise SymodeError("only a symbolic symode.ODE has generated source")
+    if what == "rhs":
+        return dyn.rhs_source
+    if what == "kernel":
+        with open(compiled_kernel(dyn, get_tableau(method)).__file__) as fh:
+            return fh.read()
+    raise SymodeError(f"unknown source {what!r}; choose 'rhs' or 'kernel'")
+
+
+# -- input checks ------------------------------------------------------------------------------
+def _check_y0(y0, dyn):
+    arr = np.asarray(y0)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+        raise ShapeError(f"y0 must be a numeric array, got dtype {arr.dtype}")
+    out_dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    arr = np.asarray(arr, dtype=np.float64)
+    single = arr.ndim == 1
+    if single:
+        arr = arr[None, :]
+    dim = getattr(dyn, "dim", None)
+    if dim is not None and (arr.ndim != 2 or arr.shape[1] != dim):
+        raise ShapeError(f"y0 must have shape (batch, {dim}) or ({dim},) for this system, got "
+                         f"{np.shape(y0)}")
+    if arr.ndim < 2 or arr.shape[0] == 0:
+        raise ShapeError(f"y0 must have shape (batch, dim) or (dim,), got {np.shape(y0)}")
+    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    if bad.any():
+        b = int(np.argmax(bad))
+        raise NonFiniteError(f"y0 of trajectory {b} is not finite: {arr[b]}. Initial values must "
+                             f"be finite numbers.")
+    return np.ascontiguousarray(arr), single, out_dtype
+
+
+def _check_times(t, batch):
+    t_given = np.asarray(t, dtype=np.float64)
+    if t_given.ndim == 1:
+        tgrid = np.broadcast_to(t_given, (batch, t_given.size))
+    elif t_given.ndim == 2 and t_given.shape[0] == batch:
+        tgrid = t_given
+    else:
+        raise ShapeError(f"t must have shape (T,) or (batch, T) = ({batch}, T), got "
+                         f"{t_given.shape}")
+    if tgrid.shape[1] == 0:
+        raise TimeGridError("t is empty: give at least the initial time")
+    if not np.isfinite(tgrid).all():
+        raise TimeGridError("t contains NaN or inf")
+    d = np.diff(tgrid, axis=1)
+    ok = (d > 0).all(axis=1) | (d < 0).all(axis=1)
+    if not ok.all():
+        b = int(np.argmin(ok))
+        raise TimeGridError(f"t of trajectory {b} is not strictly monotonic: {tgrid[b]}. Times "
+                            f"must strictly increase, or strictly decrease to solve backwards.")
+    return np.ascontiguousarray(tgrid), t_given
+
+
+def _check_params(params, dyn, batch):
+    n = getattr(dyn, "n_params", None)
+    if not isinstance(dyn, SymbolicDynamics):
+        return params
+    names = ", ".join(str(p) for p in dyn.ode.params)
+    if params is None:
+        if n:
+            raise ShapeError(f"this system has parameters ({names}): pass params=[...] with "
+                             f"{n} values, or shape (batch, {n})")
+        return np.zeros((batch, 0))
+    prm = np.asarray(params, dtype=np.float64)
+    if prm.ndim == 1 and prm.size == n:
+        prm = np.broadcast_to(prm, (batch, n))
+    elif not (prm.ndim == 2 and prm.shape == (batch, n)):
+        raise ShapeError(f"params must have shape ({n},) or (batch, {n}) = ({batch}, {n}) for "
+                         f"parameters ({names}), got {np.shape(params)}")
+    if not np.isfinite(prm).all():
+        raise NonFiniteError("params contain NaN or inf")
+    return np.ascontiguousarray(prm)
+
+
+def _check_tolerances(rtol, atol, dim_shape, tab):
+    out = []
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim > 0 and a.shape != dim_shape:
+            raise ShapeError(f"{name} must be a number or have shape {dim_shape}, got {a.shape}")
+        if tab.adaptive and (not np.isfinite(a).all() or (a < 0).any()):
+            raise SymodeError(f"{name} must be finite and non-negative, got {v}")
+        out.append(a)
+    if tab.adaptive and not (out[0] > 0).any() and not (out[1] > 0).any():
+        raise SymodeError("rtol and atol cannot both be zero")
+    return out
+
+
+def _check_steps(tab, step_size, n_steps, first_step, tgrid):
+    if tab.adaptive:
+        if step_size is not None or n_steps is not None:
+            raise SymodeError(f"{tab.name} chooses its own steps; step_size and n_steps are for "
+                              f"fixed-step methods (use first_step to set its initial step)")
+        if first_step is not None and not first_step > 0:
+            raise SymodeError(f"first_step must be positive, got {first_step}")
+        return None
+    if (step_size is None) == (n_steps is None):
+        raise SymodeError(f"{tab.name} is a fixed-step method: give exactly one of step_size "
+                          f"or n_steps")
+    span = np.abs(tgrid[:, -1] - tgrid[:, 0])
+    if step_size is not None:
+        if not step_size > 0:
+            raise SymodeError(f"step_size must be positive, got {step_size}")
+        return np.full(tgrid.shape[0], float(step_size))
+    if int(n_steps) != n_steps or n_steps < 1:
+        raise SymodeError(f"n_steps must be a positive integer, got {n_steps}")
+    return np.where(span > 0, span / int(n_steps), 1.0)
+
+
+# -- engines -----------------------------------------------------------------------------------
+def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps):
+    batch, T = tgrid.shape
+    dim = dyn.dim
+    module = compiled_kernel(dyn, tab)
+    out = np.empty((T, batch, dim))
+    stats = np.zeros((batch, 3), dtype=np.int64)
+    status = np.zeros(batch, dtype=np.int32)
+    fail = np.zeros((batch, 3))
+    h_first = np.full(batch, float(first_step or 0.0))
+    h_fix = h_fixed if h_fixed is not None else np.zeros(batch)
+    run_batch(module, batch, y0, tgrid, prm, np.ascontiguousarray(np.broadcast_to(rtol, (dim,))),
+                       np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
+                       int(max_steps), out, stats, status, fail)
+    return out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
+
+
+def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps):
+    if not (tgrid[:, 0] == tgrid[0, 0]).all():
+        raise TimeGridError('the array engine needs one initial time for the batch; solve a '
+                            'symbolic ODE with engine="kernel" for per-trajectory start times')
+    batch = y0.shape[0]
+    res = integrate_arrays(lambda tt, yy: dyn.f(tt, yy, prm), tab, y0, tgrid, rtol, atol,
+                           h_first=first_step, step_size=None if h_fixed is None
+                           else float(np.min(h_fixed)), max_steps=max_steps)
+    ones = np.ones(batch, dtype=np.int64)
+    stats = Stats(ones * res.nfev, ones * res.naccept, ones * res.nreject, shared=True)
+    return res.y, stats, res.status, res.fail
+
+
+def _raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps):
+    if (status == OK).all():
+        return
+    b = int(np.argmax(status != OK))
+    code = int(status[b])
+    t_fail, h_fail, err = fail[b]
+    t0, t1 = tgrid[b, 0], tgrid[b, -1]
+    if code == MAX_STEPS:
+        raise MaxStepsError(
+            f"trajectory {b} stopped at t={t_fail:.6g} of [{t0:.6g}, {t1:.6g}] after "
+            f"max_steps={max_steps} steps. Raise max_steps or loosen rtol/atol.")
+    if code == NON_FINITE or (code == UNDERFLOW and not np.isfinite(err)):
+        raise NonFiniteError(
+            f"trajectory {b}: the state or its derivative became NaN or inf near t={t_fail:.6g} "
+            f"({tab.name}). The solution may blow up there, or f is undefined at that state; "
+            f"solve to an earlier time and look at it.")
+    if code == UNDERFLOW:
+        raise StepSizeUnderflowError(
+            f"trajectory {b}: step size fell to {abs(h_fail):.2g} at t={t_fail:.6g} ({tab.name}, "
+            f"rtol={rtol}, atol={atol}). The solution may blow up or turn stiff there; solve to "
+            f"an earlier time and look at it.")
+    raise SymodeError(f"trajectory {b}: solver status {code}")
