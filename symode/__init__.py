@@ -17,6 +17,7 @@ from .dynamics import Dynamics, FunctionDynamics, SymbolicDynamics
 from .errors import (CudaUnavailableError, ExpressionError, MaxStepsError, MissingVJPError,
                      NonFiniteError, ParseError, ShapeError, StepSizeUnderflowError, SymodeError,
                      TimeGridError, UnknownSymbolError, UnsupportedFunctionError)
+from .gradients import Gradients, solve_vjp
 from .solvers.controllers import PIController
 from .solvers.solution import Solution, Stats
 from .solvers.solve import solve, source
@@ -24,7 +25,7 @@ from .solvers.tableaus import METHODS, ButcherTableau
 from .symbolic import ODE, AdjointSystem
 
 __all__ = [
-    "ODE", "AdjointSystem", "solve", "source", "Solution", "Stats", "METHODS", "ButcherTableau",
+    "ODE", "AdjointSystem", "solve", "solve_vjp", "Gradients", "source", "Solution", "Stats", "METHODS", "ButcherTableau",
     "PIController", "Dynamics", "SymbolicDynamics", "FunctionDynamics", "errors",
     "SymodeError", "ExpressionError", "UnknownSymbolError", "ParseError", "ShapeError",
     "TimeGridError", "NonFiniteError", "StepSizeUnderflowError", "MaxStepsError",

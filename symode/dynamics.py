@@ -73,6 +73,29 @@ class SymbolicDynamics:
         return emit_function("rhs", self.arg_names, exprs, where="rhs", names=back)
 
     @cached_property
+    def vjp_source(self) -> str:
+        """``def vjp(t, z0, .., p0, .., a0, ..)`` returning (a·∂f/∂z, a·∂f/∂θ, a·∂f/∂t)."""
+        ode = self.ode
+        vjp = ode.vjp
+        names = self.arg_names + [f"a{i}" for i in range(self.dim)]
+        symbols = (ode.t, *ode.states, *ode.params, *ode.adjoint_symbols)
+        exprs, back = rename([*vjp.z, *vjp.theta, vjp.t], symbols, names)
+        return emit_function("vjp", names, exprs, where="vjp", names=back)
+
+    @cached_property
+    def _vjp_module(self):
+        D, P = self.dim, self.n_params
+        args = ", ".join(["t[b]"] + [f"z[b, {i}]" for i in range(D)]
+                         + [f"prm[b, {j}]" for j in range(P)] + [f"a[b, {i}]" for i in range(D)])
+        targets = ", ".join([f"out_z[b, {i}]" for i in range(D)]
+                            + [f"out_p[b, {j}]" for j in range(P)] + ["out_t[b]"])
+        loop = ["@JIT", "def vjp_batch(t, z, prm, a, out_z, out_p, out_t):",
+                "    for b in range(z.shape[0]):", f"        {targets} = vjp({args})"]
+        text = "\n\n".join([_HEADER.format(title="batched vector-Jacobian product"),
+                             self.vjp_source, "\n".join(loop) + "\n"])
+        return load_module(text, "vjp")
+
+    @cached_property
     def _batch_module(self):
         loop = ["@JIT", "def rhs_batch(t, z, prm, out):", "    for b in range(z.shape[0]):"]
         args = ", ".join(["t[b]"] + [f"z[b, {i}]" for i in range(self.dim)]
@@ -90,14 +113,44 @@ class SymbolicDynamics:
         z = np.ascontiguousarray(z, dtype=np.float64)
         if z.ndim != 2 or z.shape[1] != self.dim:
             raise ShapeError(f"z must have shape (batch, {self.dim}), got {z.shape}")
+        prm, tt = self._broadcast(t, theta, z.shape[0])
+        out = np.empty_like(z)
+        self._batch_module.rhs_batch(tt, z, prm, out)
+        return out
+
+    def vjp(self, t: ArrayLike, z: NDArray, theta: ArrayLike, a: NDArray):
+        """``(a·∂f/∂z, a·∂f/∂θ, a·∂f/∂t)`` for a batch.
+
+        Parameters
+        ----------
+        t : float or ndarray, shape (batch,)
+        z, a : ndarray, shape (batch, dim)
+        theta : ndarray, shape (P,) or (batch, P)
+
+        Returns
+        -------
+        a_z : ndarray, shape (batch, dim)
+        a_theta : ndarray, shape (P,) summed over the batch when ``theta`` is shared, else
+            (batch, P)
+        a_t : ndarray, shape (batch,)
+        """
+        z = np.ascontiguousarray(z, dtype=np.float64)
         batch = z.shape[0]
+        shared = np.ndim(theta) <= 1
+        prm, tt = self._broadcast(t, theta, batch)
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        if a.shape != z.shape:
+            raise ShapeError(f"a must have the shape of z {z.shape}, got {a.shape}")
+        out_z, out_p, out_t = np.empty_like(z), np.empty((batch, self.n_params)), np.empty(batch)
+        self._vjp_module.vjp_batch(tt, z, prm, a, out_z, out_p, out_t)
+        return out_z, (out_p.sum(axis=0) if shared else out_p), out_t
+
+    def _broadcast(self, t, theta, batch):
         prm = np.ascontiguousarray(np.broadcast_to(
             np.asarray(theta, dtype=np.float64).reshape(-1, self.n_params)
             if self.n_params else np.zeros((1, 0)), (batch, self.n_params)))
         tt = np.ascontiguousarray(np.broadcast_to(np.asarray(t, dtype=np.float64), (batch,)))
-        out = np.empty_like(z)
-        self._batch_module.rhs_batch(tt, z, prm, out)
-        return out
+        return prm, tt
 
     def __repr__(self) -> str:
         return f"SymbolicDynamics(dim={self.dim}, n_params={self.n_params})"

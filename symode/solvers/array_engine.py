@@ -76,14 +76,16 @@ class _Stepper:
             y_new = y + h * _combine(tab.b, ks)
         return ks, y_new
 
-    def error_ratio(self, h, ks, y, y_new, rtol, atol):
-        """Per-trajectory error ratios (DOP853 combines its two estimates)."""
+    def error_ratio(self, h, ks, y, y_new, rtol, atol, norm_dims=None):
+        """Per-trajectory error ratios (DOP853 combines its two estimates); with ``norm_dims``
+        only the first components of each (flat) row count (a seminorm)."""
         tab = self.tab
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
-        e5 = _combine(tab.b_err, ks) / scale
+        cut = (slice(None), slice(0, norm_dims)) if norm_dims else (Ellipsis,)
+        e5 = (_combine(tab.b_err, ks) / scale)[cut]
         if tab.b_err3 is None:
             return np.abs(h) * _row_norm(e5)
-        e3 = _combine(tab.b_err3, ks) / scale
+        e3 = (_combine(tab.b_err3, ks) / scale)[cut]
         n = e5[0].size
         s5 = (e5 * e5).reshape(len(e5), -1).sum(axis=1)
         s3 = (e3 * e3).reshape(len(e3), -1).sum(axis=1)
@@ -126,7 +128,8 @@ class _Stepper:
 
 
 def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first=None,
-                     step_size=None, max_steps=10_000, controller=PIController()) -> ArrayResult:
+                     step_size=None, max_steps=10_000, controller=PIController(),
+                     norm_dims=None, record=None) -> ArrayResult:
     """Integrate ``dy/dt = fun(t, y)`` for a batch stepped together.
 
     Parameters
@@ -142,6 +145,11 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     step_size : float, optional
         Step of a fixed-step method (the last step ends exactly at the final time).
     max_steps : int
+    norm_dims : int, optional
+        Only the first ``norm_dims`` components of each row enter the error norm (rows must
+        be flat: ``y0`` of shape (batch, n)).
+    record : list, optional
+        Receives ``(t, h, t_new, y)`` of every accepted step (for the adjoints).
 
     Returns
     -------
@@ -181,7 +189,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
             h = t_end - t
         ks, y_new = st.step(t, y, k0, h)
         if tab.adaptive:
-            ratios = st.error_ratio(h, ks, y, y_new, rtol, atol)
+            ratios = st.error_ratio(h, ks, y, y_new, rtol, atol, norm_dims)
             err = float(np.max(ratios)) if np.all(np.isfinite(ratios)) else np.nan
         else:
             err = 0.0
@@ -197,6 +205,8 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
                 status[bad] = NON_FINITE
                 fail[bad, 0], fail[bad, 1] = t_new, h
                 break
+            if record is not None:
+                record.append((t, h, t_new, y))
             y, t, k0 = y_new, t_new, k_new
             nacc += 1
             fac = float(controller.factor(err, err_prev, tab.error_order or 1, True, after_reject))

@@ -230,6 +230,8 @@ class _Emitter:
         w("return")
 
     def _write_stats(self) -> None:
+        if self.dense_mode:
+            self.w("rec_n[b] = nrec")
         self.w("stats[b, 0] = nfev")
         self.w("stats[b, 1] = nacc")
         self.w("stats[b, 2] = nrej")
@@ -259,11 +261,14 @@ class _Emitter:
     def emit(self) -> str:
         """``solve_one``: one trajectory, saving at its requested times by dense output."""
         w, D = self.w, self.D
+        self.dense_mode = True
         w("@JIT")
         w("def solve_one(b, y_init, tg, prm, rtol, atol, h_first, h_fixed, max_steps, out, stats, "
-          "status, fail):")
+          "status, fail, rec_t, rec_y, rec_n):")
         w.indent()
         w("T = tg.shape[1]")
+        w("R = rec_t.shape[1]")
+        w("nrec = 0")
         self._start()
         for i in range(D):
             w(f"y{i} = y_init[b, {i}]")
@@ -293,7 +298,7 @@ class _Emitter:
         w("")
         w("")
         self._range("solve_one", "y_init, tg, prm, rtol, atol, h_first, h_fixed, max_steps, out, "
-                    "stats, status, fail")
+                    "stats, status, fail, rec_t, rec_y, rec_n")
         return w.text()
 
     def emit_segments(self) -> str:
@@ -305,6 +310,7 @@ class _Emitter:
         ``jump`` the cotangents dL/dy at observation times (zero at plain checkpoints).
         """
         w, D = self.w, self.D
+        self.dense_mode = False
         w("@JIT")
         w("def segments_one(b, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps, out, "
           "stats, status, fail):")
@@ -373,11 +379,23 @@ class _Emitter:
         w.indent()
         self._fail(NON_FINITE, "t_new")
         w.dedent()
+        self._record()
         for i in range(self.D):
             w(f"y{i} = n{i}")
             w(f"k0_{i} = kn{i}")
         w("t = t_new")
         w.dedent()
+
+    def _record(self) -> None:
+        """Keep (t_new, y_new) of an accepted step while the buffer has room (checkpoints)."""
+        w = self.w
+        w("if nrec < R:")
+        w.indent()
+        w("rec_t[b, nrec] = t_new")
+        for i in range(self.D):
+            w(f"rec_y[b, nrec, {i}] = n{i}")
+        w.dedent()
+        w("nrec += 1")
 
     def _initial_step(self, given: str) -> None:
         """Hairer's starting step unless ``given`` (an expression) is positive."""
@@ -458,6 +476,8 @@ class _Emitter:
         w.indent()
         self._fail(NON_FINITE, "t_new")
         w.dedent()
+        if dense:
+            self._record()
         for i in range(D):
             w(f"y{i} = n{i}")
         if dense or self.tab.fsal:

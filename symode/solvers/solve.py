@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from .kernel_engine import MAX_STEPS, NON_FINITE, OK, UNDERFLOW, compiled_kernel
 from .solution import Solution, Stats
 from .tableaus import ButcherTableau, get_tableau
 
-__all__ = ["solve", "source"]
+__all__ = ["solve", "source", "prepare", "run", "Prepared", "raise_for_status"]
 
 ENGINES = ("auto", "kernel", "array")
 
@@ -65,6 +66,46 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     ------
     ShapeError, TimeGridError, NonFiniteError, MaxStepsError, StepSizeUnderflowError
     """
+    prep = prepare(system, y0, t, params, method=method, rtol=rtol, atol=atol,
+                   step_size=step_size, n_steps=n_steps, first_step=first_step,
+                   max_steps=max_steps, engine=engine)
+    y, stats = run(prep)
+    return prep.solution(y, stats)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Checked inputs of a solve, in the engines' layout (also used by the adjoints)."""
+
+    dyn: Any
+    tab: ButcherTableau
+    y0: np.ndarray           # (batch, ...) float64
+    single: bool             # y0 was one state: drop the batch axis on output
+    out_dtype: Any
+    tgrid: np.ndarray        # (batch, T)
+    t_given: np.ndarray      # (T,) or (batch, T)
+    params: Any              # (batch, P) for symbolic systems, as given otherwise
+    rtol: np.ndarray
+    atol: np.ndarray
+    first_step: float | None
+    h_fixed: np.ndarray | None
+    max_steps: int
+    use_kernel: bool
+
+    @property
+    def batch(self) -> int:
+        return self.y0.shape[0]
+
+    def solution(self, y, stats) -> Solution:
+        y = y[:, 0] if self.single else y
+        return Solution(t=self.t_given, y=y.astype(self.out_dtype, copy=False), stats=stats,
+                        method=self.tab.name, engine="kernel" if self.use_kernel else "array")
+
+
+def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8,
+            step_size=None, n_steps=None, first_step=None, max_steps=10_000,
+            engine="auto") -> Prepared:
+    """Check every input of :func:`solve` and put it in the engines' layout."""
     tab = get_tableau(method)
     dyn = as_dynamics(system)
     if engine not in ENGINES:
@@ -77,24 +118,32 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     batch = y0_arr.shape[0]
     tgrid, t_given = _check_times(t, batch)
     prm = _check_params(params, dyn, batch)
-    dim_shape = y0_arr.shape[1:]
-    rtol_a, atol_a = _check_tolerances(rtol, atol, dim_shape, tab)
+    rtol_a, atol_a = _check_tolerances(rtol, atol, y0_arr.shape[1:], tab)
     h_fixed = _check_steps(tab, step_size, n_steps, first_step, tgrid)
     if not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise SymodeError(f"max_steps must be a positive integer, got {max_steps!r}")
-    if use_kernel:
-        y, stats, status, fail = _run_kernel(dyn, tab, y0_arr, tgrid, prm, rtol_a, atol_a,
-                                             first_step, h_fixed, max_steps)
-        engine_name = "kernel"
+    if not use_kernel and not (tgrid[:, 0] == tgrid[0, 0]).all():
+        raise TimeGridError('the array engine needs one initial time for the batch; solve a '
+                            'symbolic ODE with engine="kernel" for per-trajectory start times')
+    return Prepared(dyn, tab, y0_arr, single, out_dtype, tgrid, t_given, prm, rtol_a, atol_a,
+                    first_step, h_fixed, int(max_steps), use_kernel)
+
+
+def run(prep: Prepared, record: int | list | None = None):
+    """Run the engine of a prepared solve; raise on failure. Returns ``(y, stats)`` and, with
+    ``record``, what was recorded: the kernel engine keeps the first ``record`` accepted steps
+    of each trajectory (``rec_t``, ``rec_y``, ``rec_n``); the array engine appends
+    ``(t, h, t_new, y)`` of every accepted step to the ``record`` list."""
+    p = prep
+    if p.use_kernel:
+        res = _run_kernel(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
+                          p.h_fixed, p.max_steps, record or 0)
     else:
-        y, stats, status, fail = _run_arrays(dyn, tab, y0_arr, tgrid, prm, rtol_a, atol_a,
-                                             first_step, h_fixed, max_steps)
-        engine_name = "array"
-    _raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps)
-    if single:
-        y = y[:, 0]
-    return Solution(t=t_given, y=y.astype(out_dtype, copy=False), stats=stats, method=tab.name,
-                    engine=engine_name)
+        res = _run_arrays(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
+                          p.h_fixed, p.max_steps, record)
+    y, stats, status, fail = res[:4]
+    raise_for_status(status, fail, p.tgrid, p.tab, p.rtol, p.atol, p.max_steps)
+    return (y, stats) + tuple(res[4:])
 
 
 def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri5") -> str:
@@ -220,7 +269,10 @@ def _check_steps(tab, step_size, n_steps, first_step, tgrid):
 
 
 # -- engines -----------------------------------------------------------------------------------
-def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps):
+def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,
+                record=0):
+    """Run the compiled integrator; with ``record > 0`` also return the first ``record``
+    accepted steps of each trajectory (times, states, and how many steps there were)."""
     batch, T = tgrid.shape
     dim = dyn.dim
     module = compiled_kernel(dyn, tab)
@@ -230,26 +282,27 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
     fail = np.zeros((batch, 3))
     h_first = np.full(batch, float(first_step or 0.0))
     h_fix = h_fixed if h_fixed is not None else np.zeros(batch)
+    rec_t, rec_y = np.zeros((batch, record)), np.zeros((batch, record, dim))
+    rec_n = np.zeros(batch, dtype=np.int64)
     run_batch(module, batch, y0, tgrid, prm, np.ascontiguousarray(np.broadcast_to(rtol, (dim,))),
-                       np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
-                       int(max_steps), out, stats, status, fail)
-    return out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
+              np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
+              int(max_steps), out, stats, status, fail, rec_t, rec_y, rec_n)
+    result = out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
+    return result + ((rec_t, rec_y, rec_n),) if record else result
 
 
-def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps):
-    if not (tgrid[:, 0] == tgrid[0, 0]).all():
-        raise TimeGridError('the array engine needs one initial time for the batch; solve a '
-                            'symbolic ODE with engine="kernel" for per-trajectory start times')
+def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,
+                record=None):
     batch = y0.shape[0]
     res = integrate_arrays(lambda tt, yy: dyn.f(tt, yy, prm), tab, y0, tgrid, rtol, atol,
                            h_first=first_step, step_size=None if h_fixed is None
-                           else float(np.min(h_fixed)), max_steps=max_steps)
+                           else float(np.min(h_fixed)), max_steps=max_steps, record=record)
     ones = np.ones(batch, dtype=np.int64)
     stats = Stats(ones * res.nfev, ones * res.naccept, ones * res.nreject, shared=True)
     return res.y, stats, res.status, res.fail
 
 
-def _raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps):
+def raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps):
     if (status == OK).all():
         return
     b = int(np.argmax(status != OK))

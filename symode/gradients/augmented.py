@@ -1,0 +1,139 @@
+"""The backward pass shared by the continuous adjoints: the augmented state [z, a, a_θ]
+integrated from the last node to the first, with z reset to stored forward states and the
+cotangents dL/dy added to a at every node.
+
+For a symbolic system the augmented system is itself a symbolic ODE,
+
+    dz/dt = f,   da/dt = -a·∂f/∂z,   da_θ/dt = -a·∂f/∂θ,
+
+compiled into a per-trajectory kernel; for any other Dynamics with a ``vjp`` the array engine
+integrates it on flat arrays, the batch being one system.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from ..codegen.cache import load_module
+from ..dynamics import SymbolicDynamics
+from ..solvers.array_engine import integrate_arrays
+from ..solvers.kernel_engine import KernelSpec, emit_integrator, run_batch
+from ..solvers.solution import Stats
+from ..solvers.solve import raise_for_status
+from ..symbolic import ODE
+
+__all__ = ["augmented_ode", "kernel_segments", "array_segments"]
+
+
+def augmented_ode(ode: ODE) -> ODE:
+    """The system [z, a, a_θ] of the adjoint method as an ODE in the same parameters."""
+    a = list(ode.adjoint_symbols)
+    taken = {str(s) for s in (*ode.states, *ode.params, *a, ode.t)}
+    a_theta = []
+    for p in ode.params:
+        name = f"a_{p}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        a_theta.append(sp.Symbol(name))
+    vjp = ode.vjp
+    rhs = [*ode.rhs, *[-e for e in vjp.z], *[-e for e in vjp.theta]]
+    return ODE([*ode.states, *a, *a_theta], rhs, params=ode.params, t=ode.t)
+
+
+def _segments_module(dyn: SymbolicDynamics, tab, seminorm: bool):
+    key = ("segments", tab, seminorm)
+    if key not in dyn.kernels:
+        aug = SymbolicDynamics(augmented_ode(dyn.ode))
+        spec = KernelSpec(tab, aug.dim, aug.n_params, n_reset=dyn.dim,
+                          norm_dims=2 * dyn.dim if seminorm else None)
+        text = emit_integrator(spec, aug.rhs_source, f"{tab.name} adjoint segments",
+                               segments=True)
+        dyn.kernels[key] = load_module(text, f"adjoint_{tab.name}")
+    return dyn.kernels[key]
+
+
+def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm, rtol, atol,
+                    max_steps, seminorm):
+    """Backward pass of a symbolic system, one trajectory per loop iteration.
+
+    Parameters
+    ----------
+    nodes : ndarray, shape (batch, K)
+        Times from the last to the first; rows padded by repeating their last node.
+    n_nodes : ndarray of int, shape (batch,)
+    reset, jump : ndarray, shape (batch, K, dim)
+        Forward state and cotangent at each node.
+    prm : ndarray, shape (batch, P)
+    rtol, atol : float or ndarray, shape (2 dim + P,)
+
+    Returns
+    -------
+    final : ndarray, shape (batch, 2 dim + P)
+        [z, a, a_θ] at the first node.
+    stats : Stats
+    """
+    module = _segments_module(dyn, tab, seminorm)
+    batch = nodes.shape[0]
+    n_aug = 2 * dyn.dim + dyn.n_params
+    out = np.empty((batch, n_aug))
+    stats = np.zeros((batch, 3), dtype=np.int64)
+    status = np.zeros(batch, dtype=np.int32)
+    fail = np.zeros((batch, 3))
+    run_batch(module, batch, np.ascontiguousarray(nodes), np.ascontiguousarray(n_nodes),
+              np.ascontiguousarray(reset), np.ascontiguousarray(jump), prm,
+              np.ascontiguousarray(np.broadcast_to(rtol, (n_aug,))),
+              np.ascontiguousarray(np.broadcast_to(atol, (n_aug,))), int(max_steps), out, stats,
+              status, fail, entry="segments_range")
+    raise_for_status(status, fail, nodes, tab, rtol, atol, max_steps)
+    return out, Stats(stats[:, 0], stats[:, 1], stats[:, 2])
+
+
+def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps, seminorm):
+    """Backward pass of any Dynamics with ``vjp``, the whole batch as one system.
+
+    Parameters
+    ----------
+    theta : array_like
+        Parameters passed to ``dyn.f`` and ``dyn.vjp`` as they are.
+    nodes : ndarray, shape (K,)
+    resets, jumps : sequence of ndarray, each of shape (batch, ...)
+        Forward state and cotangent at each node.
+
+    Returns
+    -------
+    a : ndarray, shape (batch, ...)
+        dL/dz at the first node.
+    a_theta : ndarray, shape of ``theta``
+    stats : Stats (shared)
+    """
+    z0 = np.asarray(resets[0], dtype=np.float64)
+    shape, n = z0.shape, z0.size
+    theta_arr = np.asarray(theta, dtype=np.float64)
+    n_theta = theta_arr.size
+
+    def fun(t, flat):
+        z = flat[0, :n].reshape(shape)
+        a = flat[0, n:2 * n].reshape(shape)
+        dz = dyn.f(t, z, theta)
+        a_z, a_th, _ = dyn.vjp(t, z, theta, a)
+        return np.concatenate([dz.ravel(), -np.ravel(a_z), -np.ravel(a_th)])[None, :]
+
+    state = np.concatenate([z0.ravel(), np.ravel(jumps[0]), np.zeros(n_theta)])[None, :]
+    nfev = nacc = nrej = 0
+    for k in range(1, len(nodes)):
+        if nodes[k] != nodes[k - 1]:
+            res = integrate_arrays(fun, tab, state, np.array([[nodes[k - 1], nodes[k]]]),
+                                   rtol, atol, max_steps=max_steps,
+                                   norm_dims=2 * n if seminorm else None)
+            raise_for_status(res.status, res.fail, np.array([[nodes[-1], nodes[0]]]), tab,
+                             rtol, atol, max_steps)
+            state = res.y[-1].copy()
+            nfev, nacc, nrej = nfev + res.nfev, nacc + res.naccept, nrej + res.nreject
+        state[0, :n] = np.ravel(resets[k])
+        state[0, n:2 * n] += np.ravel(jumps[k])
+    batch = shape[0]
+    one = np.ones(batch, dtype=np.int64)
+    stats = Stats(one * nfev, one * nacc, one * nrej, shared=True)
+    return (state[0, n:2 * n].reshape(shape), state[0, 2 * n:].reshape(theta_arr.shape), stats)
