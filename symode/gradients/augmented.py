@@ -55,7 +55,7 @@ def _segments_module(dyn: SymbolicDynamics, tab, seminorm: bool):
 
 
 def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm, rtol, atol,
-                    max_steps, seminorm):
+                    max_steps, seminorm, h_fixed=None):
     """Backward pass of a symbolic system, one trajectory per loop iteration.
 
     Parameters
@@ -67,6 +67,8 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
         Forward state and cotangent at each node.
     prm : ndarray, shape (batch, P)
     rtol, atol : float or ndarray, shape (2 dim + P,)
+    h_fixed : ndarray, shape (batch,), optional
+        Largest step of a fixed-step method.
 
     Returns
     -------
@@ -84,13 +86,15 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
     run_batch(module, batch, np.ascontiguousarray(nodes), np.ascontiguousarray(n_nodes),
               np.ascontiguousarray(reset), np.ascontiguousarray(jump), prm,
               np.ascontiguousarray(np.broadcast_to(rtol, (n_aug,))),
-              np.ascontiguousarray(np.broadcast_to(atol, (n_aug,))), int(max_steps), out, stats,
-              status, fail, entry="segments_range")
+              np.ascontiguousarray(np.broadcast_to(atol, (n_aug,))),
+              np.zeros(batch) if h_fixed is None else np.ascontiguousarray(h_fixed),
+              int(max_steps), out, stats, status, fail, entry="segments_range")
     raise_for_status(status, fail, nodes, tab, rtol, atol, max_steps)
     return out, Stats(stats[:, 0], stats[:, 1], stats[:, 2])
 
 
-def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps, seminorm):
+def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps, seminorm,
+                   step_size=None):
     """Backward pass of any Dynamics with ``vjp``, the whole batch as one system.
 
     Parameters
@@ -125,7 +129,7 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
     for k in range(1, len(nodes)):
         if nodes[k] != nodes[k - 1]:
             res = integrate_arrays(fun, tab, state, np.array([[nodes[k - 1], nodes[k]]]),
-                                   rtol, atol, max_steps=max_steps,
+                                   rtol, atol, max_steps=max_steps, step_size=step_size,
                                    norm_dims=2 * n if seminorm else None)
             raise_for_status(res.status, res.fail, np.array([[nodes[-1], nodes[0]]]), tab,
                              rtol, atol, max_steps)

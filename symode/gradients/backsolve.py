@@ -21,7 +21,8 @@ from .augmented import array_segments, kernel_segments
 __all__ = ["backsolve_kernel", "backsolve_arrays"]
 
 
-def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, seminorm):
+def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, seminorm,
+                     h_fixed=None):
     """Symbolic system, per trajectory: nodes are the saved times, last to first.
 
     ``y`` and ``cot`` have shape (T, batch, dim); returns ([z, a, a_θ] at t0, stats).
@@ -32,10 +33,11 @@ def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, semino
     jump = cot[::-1].transpose(1, 0, 2)
     n_nodes = np.full(batch, T, dtype=np.int64)
     return kernel_segments(dyn, tab, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps,
-                           seminorm)
+                           seminorm, h_fixed)
 
 
-def backsolve_arrays(dyn, theta, tab, t, y, cot, rtol, atol, max_steps, seminorm):
+def backsolve_arrays(dyn, theta, tab, t, y, cot, rtol, atol, max_steps, seminorm,
+                     step_size=None):
     """Any Dynamics with ``vjp``, the batch as one system; ``t`` of shape (T,)."""
     return array_segments(dyn, theta, tab, t[::-1], y[::-1], cot[::-1], rtol, atol, max_steps,
-                          seminorm)
+                          seminorm, step_size)

@@ -43,7 +43,8 @@ def merge_nodes(t_obs, y_obs, cot, t_rec, y_rec):
     return times[order], states[order], jumps[order]
 
 
-def checkpoint_kernel(dyn, tab, tgrid, y, cot, rec, prm, rtol, atol, max_steps, seminorm):
+def checkpoint_kernel(dyn, tab, tgrid, y, cot, rec, prm, rtol, atol, max_steps, seminorm,
+                      h_fixed=None):
     """Symbolic system, per trajectory; ``rec = (rec_t, rec_y, rec_n)`` from the forward."""
     rec_t, rec_y, rec_n = rec
     batch = tgrid.shape[0]
@@ -62,14 +63,16 @@ def checkpoint_kernel(dyn, tab, tgrid, y, cot, rec, prm, rtol, atol, max_steps, 
         reset[b, :k], reset[b, k:] = rs, rs[-1]
         jump[b, :k] = jp
     return kernel_segments(dyn, tab, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps,
-                           seminorm)
+                           seminorm, h_fixed)
 
 
-def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, seminorm):
+def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, seminorm,
+                      step_size=None):
     """Any Dynamics with ``vjp``; ``steps`` is the forward's list of (t, h, t_new, y)."""
     t_rec = np.array([s[2] for s in steps])
     ends = [steps[k + 1][3] for k in range(len(steps) - 1)]
     # the last step ends on the final saved time, whose state is y[-1]
     y_rec = np.stack(ends + [y[-1]]) if steps else np.zeros((0,) + y.shape[1:])
     nodes, reset, jump = merge_nodes(t, y, cot, t_rec, y_rec)
-    return array_segments(dyn, theta, tab, nodes, reset, jump, rtol, atol, max_steps, seminorm)
+    return array_segments(dyn, theta, tab, nodes, reset, jump, rtol, atol, max_steps, seminorm,
+                          step_size)

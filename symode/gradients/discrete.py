@@ -107,13 +107,14 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
     M = len(steps)
     tbars, hbars = np.zeros(M), np.zeros(M)
     ybar = np.zeros_like(y_out[0])
-    ybar += _exact(cot, t, steps[-1][2]) if M else 0.0
     dense_p = rv.fab.dense_p if tab.dense is not None else None
     for n in range(M - 1, -1, -1):
         t_n, h, t_new, y_n = steps[n]
         direction = 1.0 if h > 0 else -1.0
+        # saved times in (t_n, t_new]; one on the step's end is its interpolant at θ = 1, which
+        # equals y_{n+1} but also carries how the saved value moves with the grid
         inner = [j for j in range(T) if direction * (t[j] - t_n) > 0
-                 and direction * (t[j] - t_new) < 0]
+                 and direction * (t[j] - t_new) <= 0]
         Ys, ks = rv.stages(t_n, h, y_n)
         tbar = hbar = 0.0
         yn_bar = np.zeros_like(y_n)
@@ -176,8 +177,9 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
                 if a_all[i, j] != 0.0:
                     kbar[j] += h * a_all[i, j] * az
                     hbar += a_all[i, j] * np.vdot(az, ks[j])
-        ybar = yn_bar + _exact(cot, t, t_n)
+        ybar = yn_bar
         tbars[n], hbars[n] = tbar, hbar
+    ybar = ybar + _exact(cot, t, t[0])
     _grid_terms(t_bar, tbars, hbars, fixed_step)
     batch = y_out.shape[1]
     one = np.ones(batch, dtype=np.int64)

@@ -157,7 +157,7 @@ def _forward(prep, adjoint):
 def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
     dyn, y = prep.dyn, recorded[0]
     D = dyn.dim
-    args = (prep.params, rtol, atol, prep.max_steps, seminorm)
+    args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed)
     if adjoint == "backsolve":
         final, stats = backsolve_kernel(dyn, prep.tab, prep.tgrid, y, cot, *args)
     else:
@@ -179,7 +179,8 @@ def _pullback_arrays(prep, adjoint, recorded, cot, rtol, atol, seminorm):
         y0_bar, p_bar, t_bar, stats = discrete_arrays(dyn, theta, prep.tab, t, y, cot,
                                                       recorded[2], not prep.tab.adaptive)
         return y0_bar, p_bar, t_bar, stats
-    args = (rtol, atol, prep.max_steps, seminorm)
+    step = None if prep.h_fixed is None else float(np.min(prep.h_fixed))
+    args = (rtol, atol, prep.max_steps, seminorm, step)
     if adjoint == "backsolve":
         a0, p_bar, stats = backsolve_arrays(dyn, theta, prep.tab, t, y, cot, *args)
     else:

@@ -164,7 +164,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     fail = np.zeros((batch, 3))
     nxt = np.zeros(batch, dtype=np.int64)          # next unsaved index per trajectory
     st = _Stepper(fun, tab)
-    _save(out, nxt, tgrid, t0, lambda rows: y0[rows])
+    _save(out, nxt, tgrid, t0, lambda rows: y0[rows], direction=direction)
     if nxt.min() >= T:
         return ArrayResult(out, 0, 0, 0, status, fail)
     y, t = y0, t0

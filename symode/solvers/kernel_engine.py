@@ -312,8 +312,8 @@ class _Emitter:
         w, D = self.w, self.D
         self.dense_mode = False
         w("@JIT")
-        w("def segments_one(b, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps, out, "
-          "stats, status, fail):")
+        w("def segments_one(b, nodes, n_nodes, reset, jump, prm, rtol, atol, h_fixed, max_steps, "
+          "out, stats, status, fail):")
         w.indent()
         self._start()
         R = self.spec.n_reset
@@ -331,14 +331,17 @@ class _Emitter:
         w("if t_end != t:")
         w.indent()
         w("direction = 1.0 if t_end >= t else -1.0")
-        self._first_slope()
-        w("if h == 0.0:")
-        w.indent()
-        self._initial_step("0.0")
-        w.dedent()
-        w("else:")
-        w("    h = direction*min(abs(h), abs(t_end - t))")
-        self._adaptive_loop(dense=False)
+        if self.tab.adaptive:
+            self._first_slope()
+            w("if h == 0.0:")
+            w.indent()
+            self._initial_step("0.0")
+            w.dedent()
+            w("else:")
+            w("    h = direction*min(abs(h), abs(t_end - t))")
+            self._adaptive_loop(dense=False)
+        else:
+            self._fixed_segment()
         w.dedent()
         for i in range(R):
             w(f"y{i} = reset[b, node, {i}]")
@@ -350,9 +353,31 @@ class _Emitter:
         w.dedent()
         w("")
         w("")
-        self._range("segments_one", "nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps, "
-                    "out, stats, status, fail")
+        self._range("segments_one", "nodes, n_nodes, reset, jump, prm, rtol, atol, h_fixed, "
+                    "max_steps, out, stats, status, fail")
         return w.text()
+
+    def _fixed_segment(self) -> None:
+        """Equal steps of at most ``h_fixed[b]`` from ``t`` to ``t_end``."""
+        w = self.w
+        w("ts = t")
+        w("nseg = max(1, int(math.ceil(abs(t_end - ts)/h_fixed[b] - 1e-9)))")
+        w("hd = (t_end - ts)/nseg")
+        w("for step in range(nseg):")
+        w.indent()
+        w("t_new = t_end if step == nseg - 1 else ts + (step + 1)*hd")
+        w("h = t_new - t")
+        self._first_slope()
+        self.all_stages()
+        w("nacc += 1")
+        w(f"if not ({self.finite_check('n')}):")
+        w.indent()
+        self._fail(NON_FINITE, "t_new")
+        w.dedent()
+        for i in range(self.D):
+            w(f"y{i} = n{i}")
+        w("t = t_new")
+        w.dedent()
 
     def _range(self, one: str, args: str) -> None:
         """``<name>_range(lo, hi, ...)``: trajectories lo..hi-1, the unit of threading."""
