@@ -88,8 +88,8 @@ def print_expression(expr: sp.Expr, printer: NumbaPrinter, where: str = "",
         place = f" in {where}" if where else ""
         raise UnsupportedFunctionError(
             f"the {printer.target} printer cannot print {bad}{place}. Rewrite it with elementary "
-            f"functions (sin, exp, log, sqrt, tanh, Abs, Min, Max, Piecewise, erf, ...), or solve "
-            f'with engine="array" and a numeric right-hand side.'
+            f"functions (sin, exp, log, sqrt, tanh, Abs, Min, Max, Piecewise, erf, ...), or "
+            f"pass solve() a plain Python function f(t, z, theta) computing it numerically."
         ) from None
 
 

@@ -23,7 +23,7 @@ from ..solvers.solution import Stats
 from ..solvers.solve import raise_for_status
 from ..symbolic import ODE
 
-__all__ = ["augmented_ode", "kernel_segments", "array_segments"]
+__all__ = ["augmented_ode", "segments_module", "kernel_segments", "array_segments"]
 
 
 def augmented_ode(ode: ODE) -> ODE:
@@ -42,7 +42,7 @@ def augmented_ode(ode: ODE) -> ODE:
     return ODE([*ode.states, *a, *a_theta], rhs, params=ode.params, t=ode.t)
 
 
-def _segments_module(dyn: SymbolicDynamics, tab, seminorm: bool):
+def segments_module(dyn: SymbolicDynamics, tab, seminorm: bool):
     key = ("segments", tab, seminorm)
     if key not in dyn.kernels:
         aug = SymbolicDynamics(augmented_ode(dyn.ode))
@@ -76,7 +76,7 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
         [z, a, a_θ] at the first node.
     stats : Stats
     """
-    module = _segments_module(dyn, tab, seminorm)
+    module = segments_module(dyn, tab, seminorm)
     batch = nodes.shape[0]
     n_aug = 2 * dyn.dim + dyn.n_params
     out = np.empty((batch, n_aug))

@@ -46,7 +46,7 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
         Tolerances of adaptive methods: a step is accepted when the RMS over components of
         ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
     step_size : float, optional
-        Fixed step; the last step is shortened to end on the final time.
+        Largest fixed step: the span is cut into ``ceil(span / step_size)`` equal steps.
     n_steps : int, optional
         Number of fixed steps from the first to the last time (instead of ``step_size``).
     first_step : float, optional
@@ -125,6 +125,10 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
     if not use_kernel and not (tgrid[:, 0] == tgrid[0, 0]).all():
         raise TimeGridError('the array engine needs one initial time for the batch; solve a '
                             'symbolic ODE with engine="kernel" for per-trajectory start times')
+    if not use_kernel and len(set(np.sign(tgrid[:, -1] - tgrid[:, 0])) - {0.0}) > 1:
+        raise TimeGridError('the array engine steps the batch together, in one direction; '
+                            'solve a symbolic ODE with engine="kernel" to go forwards and '
+                            'backwards in one batch')
     return Prepared(dyn, tab, y0_arr, single, out_dtype, tgrid, t_given, prm, rtol_a, atol_a,
                     first_step, h_fixed, int(max_steps), use_kernel)
 
@@ -152,18 +156,27 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
     Parameters
     ----------
     system : ODE
-    what : {"rhs", "kernel"}
-        The right-hand side, or the whole compiled integrator for ``method``.
+    what : {"rhs", "vjp", "kernel", "adjoint"}
+        The right-hand side, its vector-Jacobian product, the whole compiled integrator for
+        ``method``, or the backward (adjoint) integrator for ``method``.
     """
     dyn = as_dynamics(system)
     if not isinstance(dyn, SymbolicDynamics):
         raise SymodeError("only a symbolic symode.ODE has generated source")
     if what == "rhs":
         return dyn.rhs_source
-    if what == "kernel":
-        with open(compiled_kernel(dyn, get_tableau(method)).__file__) as fh:
+    if what == "vjp":
+        return dyn.vjp_source
+    if what in ("kernel", "adjoint"):
+        if what == "kernel":
+            module = compiled_kernel(dyn, get_tableau(method))
+        else:
+            from ..gradients.augmented import segments_module
+
+            module = segments_module(dyn, get_tableau(method), seminorm=False)
+        with open(module.__file__) as fh:
             return fh.read()
-    raise SymodeError(f"unknown source {what!r}; choose 'rhs' or 'kernel'")
+    raise SymodeError(f"unknown source {what!r}; choose 'rhs', 'vjp', 'kernel' or 'adjoint'")
 
 
 # -- input checks ------------------------------------------------------------------------------
@@ -219,8 +232,8 @@ def _check_params(params, dyn, batch):
     names = ", ".join(str(p) for p in dyn.ode.params)
     if params is None:
         if n:
-            raise ShapeError(f"this system has parameters ({names}): pass params=[...] with "
-                             f"{n} values, or shape (batch, {n})")
+            raise ShapeError(f"this system has parameters ({names}): pass params of shape "
+                             f"({n},), or ({batch}, {n}) for one set per trajectory")
         return np.zeros((batch, 0))
     prm = np.asarray(params, dtype=np.float64)
     if prm.ndim == 1 and prm.size == n:
