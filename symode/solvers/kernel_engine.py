@@ -15,6 +15,7 @@ Status codes written per trajectory: ``OK``, ``MAX_STEPS``, ``UNDERFLOW``, ``NON
 
 from __future__ import annotations
 
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -473,7 +474,9 @@ class _Emitter:
         w, D = self.w, self.D
         ctl = self.spec.controller
         q = self.tab.error_order
-        w(f"err_prev = {_f(ERR_PREV_FLOOR)}")
+        # the PI factor safety * err^-alpha * err_prev^beta as one exp of logs: one
+        # transcendental a step fewer than two powers
+        w(f"log_prev = {_f(math.log(ERR_PREV_FLOOR))}")
         w("after_reject = False")
         w("while j < T:" if dense else "while t != t_end:")
         w.indent()
@@ -516,11 +519,12 @@ class _Emitter:
             w.dedent()
         w("t = t_new")
         w("nacc += 1")
-        w(f"fac = {_f(ctl.factor_max)} if err == 0.0 else "
-          f"{_f(ctl.safety)}*err**{_f(-ctl.alpha(q))}*err_prev**{_f(ctl.beta)}")
+        w("log_err = math.log(err) if err > 0.0 else -745.0")
+        w(f"fac = {_f(ctl.safety)}*math.exp({_f(ctl.beta)}*log_prev - "
+          f"{_f(ctl.alpha(q))}*log_err)")
         w(f"fac = min(1.0 if after_reject else {_f(ctl.factor_max)}, "
           f"max({_f(ctl.factor_min)}, fac))")
-        w(f"err_prev = max(err, {_f(ERR_PREV_FLOOR)})")
+        w(f"log_prev = max(log_err, {_f(math.log(ERR_PREV_FLOOR))})")
         w("after_reject = False")
         w.dedent()
         w("else:")
@@ -563,20 +567,22 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 #: Chunks per thread: trajectories differ in cost, so smaller chunks balance the load.
 CHUNKS_PER_THREAD = 8
+#: Fewest trajectories a chunk: below this, handing out work costs more than it balances.
+MIN_CHUNK = 16
 
 
 def run_batch(module, batch: int, *args, entry: str = "solve_range") -> None:
     """Run ``module.<entry>`` over ``range(batch)`` in chunks on a thread pool."""
     fn = getattr(module, entry)
     threads = numba.get_num_threads()
-    if threads == 1 or batch < 2 * threads:
+    if threads == 1 or batch < 2 * MIN_CHUNK:
         fn(0, batch, *args)
         return
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers != threads:
             _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="symode")
-    size = max(1, -(-batch // (threads * CHUNKS_PER_THREAD)))
+    size = max(MIN_CHUNK, -(-batch // (threads * CHUNKS_PER_THREAD)))
     futures = [_pool.submit(fn, lo, min(lo + size, batch), *args)
                for lo in range(0, batch, size)]
     for fut in futures:

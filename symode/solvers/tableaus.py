@@ -216,6 +216,15 @@ class ButcherTableau:
         """Whether the method has an embedded error estimate."""
         return self.b_err is not None
 
+    def __hash__(self) -> int:
+        # hashing Fractions is slow and tableaus key the compiled-kernel caches: hash once
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.name, self.a, self.b, self.c, self.order, self.b_err,
+                           self.error_order, self.b_err3, self.dense))
+            self.__dict__["_hash"] = cached
+        return cached
+
     def as_float(self) -> FloatTableau:
         """The coefficients as read-only ``float64`` arrays (computed once per tableau)."""
         cached = self.__dict__.get("_float")
