@@ -18,9 +18,10 @@ import sympy as sp
 from ..codegen.cache import load_module
 from ..dynamics import SymbolicDynamics
 from ..solvers.array_engine import integrate_arrays
+from ..solvers.cuda_engine import cuda_module, is_device_array, launch, to_host
 from ..solvers.kernel_engine import KernelSpec, emit_integrator, run_batch
 from ..solvers.solution import Stats
-from ..solvers.solve import raise_for_status
+from ..solvers.solve import compact, raise_for_status
 from ..symbolic import ODE
 
 __all__ = ["augmented_ode", "segments_module", "kernel_segments", "array_segments"]
@@ -42,21 +43,28 @@ def augmented_ode(ode: ODE) -> ODE:
     return ODE([*ode.states, *a, *a_theta], rhs, params=ode.params, t=ode.t)
 
 
-def segments_module(dyn: SymbolicDynamics, tab, seminorm: bool):
-    key = ("segments", tab, seminorm)
+def segments_module(dyn: SymbolicDynamics, tab, seminorm: bool, device: str = "cpu"):
+    """The compiled backward integrator of the augmented system (CPU or CUDA)."""
+    key = ("segments", tab, seminorm, device)
     if key not in dyn.kernels:
-        aug = SymbolicDynamics(augmented_ode(dyn.ode))
+        if "augmented" not in dyn.kernels:
+            dyn.kernels["augmented"] = SymbolicDynamics(augmented_ode(dyn.ode))
+        aug = dyn.kernels["augmented"]
         spec = KernelSpec(tab, aug.dim, aug.n_params, n_reset=dyn.dim,
                           norm_dims=2 * dyn.dim if seminorm else None)
-        text = emit_integrator(spec, aug.rhs_source, f"{tab.name} adjoint segments",
-                               segments=True)
-        dyn.kernels[key] = load_module(text, f"adjoint_{tab.name}")
+        title = f"{tab.name} adjoint segments"
+        if device == "cuda":
+            dyn.kernels[key] = cuda_module(aug, spec, aug.rhs_source, title, True,
+                                           f"adjoint_{tab.name}")
+        else:
+            text = emit_integrator(spec, aug.rhs_source, title, segments=True)
+            dyn.kernels[key] = load_module(text, f"adjoint_{tab.name}")
     return dyn.kernels[key]
 
 
 def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm, rtol, atol,
-                    max_steps, seminorm, h_fixed=None):
-    """Backward pass of a symbolic system, one trajectory per loop iteration.
+                    max_steps, seminorm, h_fixed=None, device="cpu"):
+    """Backward pass of a symbolic system, one trajectory per thread (CPU or GPU).
 
     Parameters
     ----------
@@ -76,20 +84,30 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
         [z, a, a_θ] at the first node.
     stats : Stats
     """
-    module = segments_module(dyn, tab, seminorm)
+    module = segments_module(dyn, tab, seminorm, device)
     batch = nodes.shape[0]
     n_aug = 2 * dyn.dim + dyn.n_params
     out = np.empty((batch, n_aug))
     stats = np.zeros((batch, 3), dtype=np.int64)
     status = np.zeros(batch, dtype=np.int32)
     fail = np.zeros((batch, 3))
-    run_batch(module, batch, np.ascontiguousarray(nodes), np.ascontiguousarray(n_nodes),
-              np.ascontiguousarray(reset), np.ascontiguousarray(jump), prm,
+
+    def arr(a):   # GPU arrays stay where they are
+        return a if is_device_array(a) else np.ascontiguousarray(a)
+
+    inputs = (arr(nodes), arr(n_nodes), arr(reset), arr(jump), compact(prm),
               np.ascontiguousarray(np.broadcast_to(rtol, (n_aug,))),
               np.ascontiguousarray(np.broadcast_to(atol, (n_aug,))),
-              np.zeros(batch) if h_fixed is None else np.ascontiguousarray(h_fixed),
-              int(max_steps), out, stats, status, fail, entry="segments_range")
-    raise_for_status(status, fail, nodes, tab, rtol, atol, max_steps)
+              np.zeros(1) if h_fixed is None else compact(h_fixed),
+              int(max_steps))
+    if device == "cuda":
+        dev = launch(module, "segments", batch, inputs, (out, stats, status, fail))
+        out, stats, status = (d.copy_to_host() for d in dev[:3])
+        fail = dev[3].copy_to_host() if (status != 0).any() else fail
+    else:
+        run_batch(module, batch, *inputs, out, stats, status, fail, entry="segments_range")
+    if (status != 0).any():
+        raise_for_status(status, fail, to_host(nodes), tab, rtol, atol, max_steps)
     return out, Stats(stats[:, 0], stats[:, 1], stats[:, 2])
 
 
@@ -112,19 +130,25 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
     a_theta : ndarray, shape of ``theta``
     stats : Stats (shared)
     """
-    z0 = np.asarray(resets[0], dtype=np.float64)
+    z0 = np.asarray(resets[0])
     shape, n = z0.shape, z0.size
-    theta_arr = np.asarray(theta, dtype=np.float64)
+    theta_arr = np.asarray(theta)
     n_theta = theta_arr.size
+
+    both = getattr(dyn, "f_and_vjp", None)   # one forward pass for f and its VJP, if offered
 
     def fun(t, flat):
         z = flat[0, :n].reshape(shape)
         a = flat[0, n:2 * n].reshape(shape)
-        dz = dyn.f(t, z, theta)
-        a_z, a_th, _ = dyn.vjp(t, z, theta, a)
+        if both is not None:
+            dz, a_z, a_th, _ = both(t, z, theta, a)
+        else:
+            dz = dyn.f(t, z, theta)
+            a_z, a_th, _ = dyn.vjp(t, z, theta, a)
         return np.concatenate([dz.ravel(), -np.ravel(a_z), -np.ravel(a_th)])[None, :]
 
-    state = np.concatenate([z0.ravel(), np.ravel(jumps[0]), np.zeros(n_theta)])[None, :]
+    state = np.concatenate([z0.ravel(), np.ravel(jumps[0]),
+                            np.zeros(n_theta, dtype=z0.dtype)])[None, :]
     nfev = nacc = nrej = 0
     for k in range(1, len(nodes)):
         if nodes[k] != nodes[k - 1]:

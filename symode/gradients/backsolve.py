@@ -22,7 +22,7 @@ __all__ = ["backsolve_kernel", "backsolve_arrays"]
 
 
 def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, seminorm,
-                     h_fixed=None):
+                     h_fixed=None, device="cpu"):
     """Symbolic system, per trajectory: nodes are the saved times, last to first.
 
     ``y`` and ``cot`` have shape (T, batch, dim); returns ([z, a, a_θ] at t0, stats).
@@ -33,7 +33,7 @@ def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, semino
     jump = cot[::-1].transpose(1, 0, 2)
     n_nodes = np.full(batch, T, dtype=np.int64)
     return kernel_segments(dyn, tab, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps,
-                           seminorm, h_fixed)
+                           seminorm, h_fixed, device)
 
 
 def backsolve_arrays(dyn, theta, tab, t, y, cot, rtol, atol, max_steps, seminorm,

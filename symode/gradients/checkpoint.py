@@ -8,8 +8,13 @@ grows with the number of forward steps (one state per step and trajectory), neve
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numba
 import numpy as np
 
+from ..solvers.cuda_engine import is_device_array, run_kernel
+from ..solvers.solve import compact
 from .augmented import array_segments, kernel_segments
 
 __all__ = ["checkpoint_kernel", "checkpoint_arrays", "merge_nodes"]
@@ -44,26 +49,111 @@ def merge_nodes(t_obs, y_obs, cot, t_rec, y_rec):
 
 
 def checkpoint_kernel(dyn, tab, tgrid, y, cot, rec, prm, rtol, atol, max_steps, seminorm,
-                      h_fixed=None):
-    """Symbolic system, per trajectory; ``rec = (rec_t, rec_y, rec_n)`` from the forward."""
+                      h_fixed=None, device="cpu"):
+    """Symbolic system, per trajectory; ``rec = (rec_t, rec_y, rec_n)`` from the forward (on
+    the GPU for ``device="cuda"``, where the nodes are merged too)."""
     rec_t, rec_y, rec_n = rec
-    batch = tgrid.shape[0]
-    rows = [merge_nodes(tgrid[b], y[:, b], cot[:, b], rec_t[b, :rec_n[b]], rec_y[b, :rec_n[b]])
-            for b in range(batch)]
-    K = max(len(r[0]) for r in rows)
+    batch, T = tgrid.shape
+    n_rec = np.minimum(rec_n, rec_t.shape[1])
+    K = T + int(n_rec.max(initial=0))
     dim = y.shape[2]
-    nodes = np.empty((batch, K))
-    reset = np.empty((batch, K, dim))
-    jump = np.zeros((batch, K, dim))
-    n_nodes = np.empty(batch, dtype=np.int64)
-    for b, (nd, rs, jp) in enumerate(rows):
-        k = len(nd)
-        n_nodes[b] = k
-        nodes[b, :k], nodes[b, k:] = nd, nd[-1]
-        reset[b, :k], reset[b, k:] = rs, rs[-1]
-        jump[b, :k] = jp
+    shapes = ((batch, K), (batch, K, dim), (batch, K, dim), (batch,))
+    args = (compact(tgrid), np.ascontiguousarray(y), np.ascontiguousarray(cot), rec_t, rec_y,
+            n_rec)
+    if device == "cuda":
+        from numba import cuda
+
+        dev_args = [a if is_device_array(a) else cuda.to_device(a) for a in args]
+        nodes, reset, jump, n_nodes = (cuda.device_array(s, np.int64 if len(s) == 1 else
+                                                         np.float64) for s in shapes)
+        run_kernel(_merge_kernel(), batch, *dev_args, nodes, reset, jump, n_nodes)
+    else:
+        nodes, reset, jump = (np.empty(s) for s in shapes[:3])
+        n_nodes = np.empty(batch, dtype=np.int64)
+        _merge_batch(*args, nodes, reset, jump, n_nodes)
     return kernel_segments(dyn, tab, nodes, n_nodes, reset, jump, prm, rtol, atol, max_steps,
-                           seminorm, h_fixed)
+                           seminorm, h_fixed, device)
+
+
+def _merge_one(b, tgrid, y, cot, rec_t, rec_y, n_rec, nodes, reset, jump, n_nodes):
+    """:func:`merge_nodes` for trajectory ``b``, compiled for the CPU and the GPU.
+
+    ``tgrid`` (B, T) or (1, T), ``y`` and ``cot`` (T, B, D), ``rec_t`` (B, R), ``rec_y``
+    (B, R, D), ``n_rec`` (B,); writes row ``b`` of ``nodes`` (B, K), ``reset``/``jump``
+    (B, K, D) and ``n_nodes`` (B,). A row shorter than K repeats its last node.
+    """
+    tb = b if tgrid.shape[0] > 1 else 0
+    T = tgrid.shape[1]
+    D = y.shape[2]
+    K = nodes.shape[1]
+    fwd = tgrid[tb, T - 1] >= tgrid[tb, 0]
+    n = n_rec[b]
+    i = 0
+    r = 0
+    k = 0
+    while i < T or r < n:   # both sequences are monotone in the direction of the solve
+        if r >= n:
+            obs = True
+        elif i >= T:
+            obs = False
+        elif fwd:
+            obs = tgrid[tb, i] <= rec_t[b, r]
+        else:
+            obs = tgrid[tb, i] >= rec_t[b, r]
+        if obs:             # a saved time wins over a checkpoint at the same time
+            tt = tgrid[tb, i]
+            nodes[b, k] = tt
+            for d in range(D):
+                reset[b, k, d] = y[i, b, d]
+                jump[b, k, d] = cot[i, b, d]
+            if r < n and rec_t[b, r] == tt:
+                r += 1
+            i += 1
+        else:
+            nodes[b, k] = rec_t[b, r]
+            for d in range(D):
+                reset[b, k, d] = rec_y[b, r, d]
+                jump[b, k, d] = 0.0
+            r += 1
+        k += 1
+    for m in range(k // 2):  # last to first
+        q = k - 1 - m
+        nodes[b, m], nodes[b, q] = nodes[b, q], nodes[b, m]
+        for d in range(D):
+            reset[b, m, d], reset[b, q, d] = reset[b, q, d], reset[b, m, d]
+            jump[b, m, d], jump[b, q, d] = jump[b, q, d], jump[b, m, d]
+    for m in range(k, K):
+        nodes[b, m] = nodes[b, k - 1]
+        for d in range(D):
+            reset[b, m, d] = reset[b, k - 1, d]
+            jump[b, m, d] = 0.0
+    n_nodes[b] = k
+
+
+_merge_one_cpu = numba.njit(cache=True)(_merge_one)
+
+
+@numba.njit(cache=True)
+def _merge_batch(tgrid, y, cot, rec_t, rec_y, n_rec, nodes, reset, jump, n_nodes):
+    for b in range(nodes.shape[0]):
+        _merge_one_cpu(b, tgrid, y, cot, rec_t, rec_y, n_rec, nodes, reset, jump, n_nodes)
+
+
+@lru_cache(maxsize=None)
+def _merge_kernel():
+    """The merge as a CUDA kernel, one thread per trajectory."""
+    global cuda   # a module global, as numba's CUDA simulator expects of kernels
+    from numba import cuda
+
+    one = cuda.jit(device=True)(_merge_one)
+
+    @cuda.jit
+    def merge(tgrid, y, cot, rec_t, rec_y, n_rec, nodes, reset, jump, n_nodes):
+        b = cuda.grid(1)
+        if b < nodes.shape[0]:
+            one(b, tgrid, y, cot, rec_t, rec_y, n_rec, nodes, reset, jump, n_nodes)
+
+    return merge
 
 
 def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, seminorm,

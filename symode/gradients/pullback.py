@@ -27,7 +27,8 @@ from numpy.typing import ArrayLike
 from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import MissingVJPError, ShapeError, SymodeError, TimeGridError
 from ..solvers.solution import Solution, Stats
-from ..solvers.solve import prepare, run
+from ..solvers.cuda_engine import is_device_array, to_host
+from ..solvers.solve import prepare, run, to_gpu
 from .backsolve import backsolve_arrays, backsolve_kernel
 from .checkpoint import checkpoint_arrays, checkpoint_kernel
 from .discrete import discrete_arrays
@@ -65,13 +66,18 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
               method="dopri5", adjoint: str = "backsolve", rtol=1e-6, atol=1e-8,
               adjoint_rtol=None, adjoint_atol=None, seminorm: bool = False,
               step_size=None, n_steps=None, first_step=None, max_steps: int = 10_000,
-              engine: str = "auto") -> tuple[Solution, Callable[[ArrayLike], Gradients]]:
+              engine: str = "auto", device: str = "cpu"
+              ) -> tuple[Solution, Callable[[ArrayLike], Gradients]]:
     """Solve like :func:`symode.solve` and return the solution with its pullback.
 
     Parameters
     ----------
     system, y0, t, params, method, rtol, atol, step_size, n_steps, first_step, max_steps, engine
         As for :func:`symode.solve`.
+    device : {"cpu", "cuda"}
+        Where the forward and backward kernels run (symbolic systems; ``backsolve`` and
+        ``checkpoint``). The cotangent may be a GPU array; gradients come back where ``y0``
+        was given.
     adjoint : {"backsolve", "checkpoint", "discrete"}
         ``backsolve`` re-integrates z backwards with the adjoint (O(1) memory; drifts on
         dissipative or chaotic systems); ``checkpoint`` resets z to the stored forward state at
@@ -97,12 +103,15 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
             f"the system as a symode.ODE (its VJP is derived), wrap a network as NetworkDynamics, "
             f"or pass FunctionDynamics(f, vjp=...).")
     if adjoint == "discrete":
+        if device == "cuda":
+            raise SymodeError('adjoint="discrete" runs in the array engine on the CPU; use '
+                              'adjoint="checkpoint" on the GPU (it is as accurate)')
         if engine == "kernel":
             raise SymodeError('adjoint="discrete" runs in the array engine; leave engine="auto"')
         engine = "array"
     prep = prepare(dyn, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
-                   max_steps=max_steps, engine=engine)
+                   max_steps=max_steps, engine=engine, device=device)
     if not prep.use_kernel and np.ndim(prep.t_given) != 1:
         raise TimeGridError("gradients in the array engine need one time grid of shape (T,) "
                             "for the whole batch")
@@ -116,7 +125,7 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
     sol = prep.solution(y, recorded[1])
 
     def pullback(dL_dy: ArrayLike) -> Gradients:
-        cot = np.asarray(dL_dy, dtype=np.float64)
+        cot = np.asarray(to_host(dL_dy) if is_device_array(dL_dy) else dL_dy, dtype=y.dtype)
         if cot.shape != sol.y.shape:
             raise ShapeError(f"dL_dy must have the shape of sol.y {sol.y.shape}, got {cot.shape}")
         if prep.single:
@@ -133,8 +142,11 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
                 None if params is None else np.zeros(np.shape(params)))
         if np.ndim(prep.t_given) == 1 and t_bar.ndim == 2:
             t_bar = t_bar.sum(axis=0)
-        return Gradients(y0=y0_bar[0] if prep.single else y0_bar, params=p_bar, t=t_bar,
-                         stats=stats)
+        y0_bar = y0_bar[0] if prep.single else y0_bar
+        if prep.on_gpu:
+            y0_bar, t_bar = to_gpu(y0_bar), to_gpu(t_bar)
+            p_bar = None if p_bar is None else to_gpu(p_bar)
+        return Gradients(y0=y0_bar, params=p_bar, t=t_bar, stats=stats)
 
     return sol, pullback
 
@@ -157,7 +169,7 @@ def _forward(prep, adjoint):
 def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
     dyn, y = prep.dyn, recorded[0]
     D = dyn.dim
-    args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed)
+    args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed, prep.device)
     if adjoint == "backsolve":
         final, stats = backsolve_kernel(dyn, prep.tab, prep.tgrid, y, cot, *args)
     else:

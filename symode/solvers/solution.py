@@ -72,6 +72,8 @@ class Solution:
     method : str
     engine : str
         ``"kernel"`` or ``"array"``.
+    device : str
+        ``"cpu"`` or ``"cuda"``: where the solve ran.
     """
 
     t: NDArray[np.float64]
@@ -79,9 +81,11 @@ class Solution:
     stats: Stats
     method: str
     engine: str
+    device: str = "cpu"
 
     def __repr__(self) -> str:
         tot = self.stats.total()
-        return (f"Solution(method={self.method!r}, engine={self.engine!r}, t: {np.shape(self.t)}, "
+        return (f"Solution(method={self.method!r}, engine={self.engine!r}, "
+                f"device={self.device!r}, t: {np.shape(self.t)}, "
                 f"y: {np.shape(self.y)}, nfev={tot['nfev']}, naccept={tot['naccept']}, "
                 f"nreject={tot['nreject']})")

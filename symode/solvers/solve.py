@@ -12,7 +12,9 @@ from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import (MaxStepsError, NonFiniteError, ShapeError, StepSizeUnderflowError,
                       SymodeError, TimeGridError)
 from .array_engine import integrate_arrays
-from .kernel_engine import MAX_STEPS, NON_FINITE, OK, UNDERFLOW, compiled_kernel, run_batch
+from .cuda_engine import check_device, cuda_module, is_device_array, launch, to_host
+from .kernel_engine import (MAX_STEPS, NON_FINITE, OK, UNDERFLOW, KernelSpec, compiled_kernel,
+                            run_batch)
 from .solution import Solution, Stats
 from .tableaus import ButcherTableau, get_tableau
 
@@ -25,7 +27,7 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
           method: str | ButcherTableau = "dopri5", rtol: float | ArrayLike = 1e-6,
           atol: float | ArrayLike = 1e-8, step_size: float | None = None,
           n_steps: int | None = None, first_step: float | None = None,
-          max_steps: int = 10_000, engine: str = "auto") -> Solution:
+          max_steps: int = 10_000, engine: str = "auto", device: str = "cpu") -> Solution:
     """Solve ``dy/dt = f(t, y, θ)`` for a batch of initial values, saving at the times ``t``.
 
     Parameters
@@ -55,6 +57,9 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
         Attempted steps allowed per trajectory before :class:`MaxStepsError`.
     engine : {"auto", "kernel", "array"}
         ``"kernel"`` needs a symbolic ODE; ``"auto"`` picks it for one.
+    device : {"cpu", "cuda"}
+        Where the kernel engine runs: CPU threads, or one GPU thread per trajectory (needs the
+        ``cuda`` extra and an NVIDIA GPU). Arrays given on the GPU (cupy) come back on the GPU.
 
     Returns
     -------
@@ -68,8 +73,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     """
     prep = prepare(system, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
-                   max_steps=max_steps, engine=engine)
-    y, stats = run(prep)
+                   max_steps=max_steps, engine=engine, device=device)
+    y, stats = run(prep, keep_on_gpu=prep.on_gpu)
     return prep.solution(y, stats)
 
 
@@ -91,6 +96,8 @@ class Prepared:
     h_fixed: np.ndarray | None
     max_steps: int
     use_kernel: bool
+    device: str = "cpu"
+    on_gpu: bool = False     # y0 was given as a GPU array: return GPU arrays
 
     @property
     def batch(self) -> int:
@@ -98,23 +105,38 @@ class Prepared:
 
     def solution(self, y, stats) -> Solution:
         y = y[:, 0] if self.single else y
-        return Solution(t=self.t_given, y=y.astype(self.out_dtype, copy=False), stats=stats,
-                        method=self.tab.name, engine="kernel" if self.use_kernel else "array")
+        y = y.astype(self.out_dtype, copy=False)
+        return Solution(t=self.t_given, y=to_gpu(y) if self.on_gpu else y, stats=stats,
+                        method=self.tab.name, engine="kernel" if self.use_kernel else "array",
+                        device=self.device)
 
 
 def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8,
             step_size=None, n_steps=None, first_step=None, max_steps=10_000,
-            engine="auto") -> Prepared:
+            engine="auto", device="cpu") -> Prepared:
     """Check every input of :func:`solve` and put it in the engines' layout."""
     tab = get_tableau(method)
     dyn = as_dynamics(system)
     if engine not in ENGINES:
         raise SymodeError(f"engine must be one of {ENGINES}, got {engine!r}")
+    check_device(device)
+    if device == "cuda" and not isinstance(dyn, SymbolicDynamics):
+        raise SymodeError(f"device='cuda' runs the kernel engine, which needs a symbolic "
+                          f"symode.ODE; {type(system).__name__} runs on the CPU")
+    if device == "cuda" and engine == "array":
+        raise SymodeError("device='cuda' runs the kernel engine; leave engine='auto'")
+    on_gpu = is_device_array(y0)
+    checked = _check_y0_gpu(y0, dyn) if on_gpu and device == "cuda" else None
+    if on_gpu:
+        t = to_host(t) if is_device_array(t) else t
+        params = to_host(params) if is_device_array(params) else params
     if engine == "kernel" and not isinstance(dyn, SymbolicDynamics):
         raise SymodeError('engine="kernel" needs a symbolic symode.ODE; use engine="array" for '
                           f"{type(system).__name__}")
     use_kernel = isinstance(dyn, SymbolicDynamics) and engine != "array"
-    y0_arr, single, out_dtype = _check_y0(y0, dyn)
+    if checked is None:   # on the host; also gives the precise error for bad GPU input
+        checked = _check_y0(to_host(y0) if on_gpu else y0, dyn)
+    y0_arr, single, out_dtype = checked
     batch = y0_arr.shape[0]
     tgrid, t_given = _check_times(t, batch)
     prm = _check_params(params, dyn, batch)
@@ -130,10 +152,10 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
                             'solve a symbolic ODE with engine="kernel" to go forwards and '
                             'backwards in one batch')
     return Prepared(dyn, tab, y0_arr, single, out_dtype, tgrid, t_given, prm, rtol_a, atol_a,
-                    first_step, h_fixed, int(max_steps), use_kernel)
+                    first_step, h_fixed, int(max_steps), use_kernel, device, on_gpu)
 
 
-def run(prep: Prepared, record: int | list | None = None):
+def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = False):
     """Run the engine of a prepared solve; raise on failure. Returns ``(y, stats)`` and, with
     ``record``, what was recorded: the kernel engine keeps the first ``record`` accepted steps
     of each trajectory (``rec_t``, ``rec_y``, ``rec_n``); the array engine appends
@@ -141,7 +163,7 @@ def run(prep: Prepared, record: int | list | None = None):
     p = prep
     if p.use_kernel:
         res = _run_kernel(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
-                          p.h_fixed, p.max_steps, record or 0)
+                          p.h_fixed, p.max_steps, record or 0, p.device, keep_on_gpu)
     else:
         res = _run_arrays(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
                           p.h_fixed, p.max_steps, record)
@@ -185,7 +207,9 @@ def _check_y0(y0, dyn):
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise ShapeError(f"y0 must be a numeric array, got dtype {arr.dtype}")
     out_dtype = np.float32 if arr.dtype == np.float32 else np.float64
-    arr = np.asarray(arr, dtype=np.float64)
+    # symbolic systems compute in float64; other dynamics (networks) in the dtype they are given
+    work = out_dtype if not isinstance(dyn, SymbolicDynamics) else np.float64
+    arr = np.asarray(arr, dtype=work)
     single = arr.ndim == 1
     if single:
         arr = arr[None, :]
@@ -195,34 +219,55 @@ def _check_y0(y0, dyn):
                          f"{np.shape(y0)}")
     if arr.ndim < 2 or arr.shape[0] == 0:
         raise ShapeError(f"y0 must have shape (batch, dim) or (dim,), got {np.shape(y0)}")
-    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-    if bad.any():
+    if not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
         b = int(np.argmax(bad))
         raise NonFiniteError(f"y0 of trajectory {b} is not finite: {arr[b]}. Initial values must "
                              f"be finite numbers.")
     return np.ascontiguousarray(arr), single, out_dtype
 
 
+def _check_y0_gpu(y0, dyn):
+    """``y0`` given on the GPU, checked and kept there (needs cupy); None when it must go
+    through the host checks (no cupy, or something is wrong with it: they say what)."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    arr = cupy.asarray(y0)
+    if arr.dtype not in (np.float32, np.float64):
+        return None
+    single = arr.ndim == 1
+    arr2 = arr[None, :] if single else arr
+    if arr2.ndim != 2 or arr2.shape[0] == 0 or arr2.shape[1] != dyn.dim:
+        return None
+    if not bool(cupy.isfinite(arr2).all()):
+        return None
+    out_dtype = np.float32 if arr.dtype == np.float32 else np.float64
+    return cupy.ascontiguousarray(arr2, dtype=np.float64), single, out_dtype
+
+
 def _check_times(t, batch):
     t_given = np.asarray(t, dtype=np.float64)
     if t_given.ndim == 1:
+        rows = t_given[None, :]
         tgrid = np.broadcast_to(t_given, (batch, t_given.size))
     elif t_given.ndim == 2 and t_given.shape[0] == batch:
-        tgrid = t_given
+        rows = tgrid = t_given
     else:
         raise ShapeError(f"t must have shape (T,) or (batch, T) = ({batch}, T), got "
                          f"{t_given.shape}")
     if tgrid.shape[1] == 0:
         raise TimeGridError("t is empty: give at least the initial time")
-    if not np.isfinite(tgrid).all():
+    if not np.isfinite(rows).all():
         raise TimeGridError("t contains NaN or inf")
-    d = np.diff(tgrid, axis=1)
+    d = np.diff(rows, axis=1)
     ok = (d > 0).all(axis=1) | (d < 0).all(axis=1)
     if not ok.all():
         b = int(np.argmin(ok))
-        raise TimeGridError(f"t of trajectory {b} is not strictly monotonic: {tgrid[b]}. Times "
+        raise TimeGridError(f"t of trajectory {b} is not strictly monotonic: {rows[b]}. Times "
                             f"must strictly increase, or strictly decrease to solve backwards.")
-    return np.ascontiguousarray(tgrid), t_given
+    return tgrid, t_given
 
 
 def _check_params(params, dyn, batch):
@@ -236,13 +281,13 @@ def _check_params(params, dyn, batch):
                              f"({n},), or ({batch}, {n}) for one set per trajectory")
         return np.zeros((batch, 0))
     prm = np.asarray(params, dtype=np.float64)
-    if prm.ndim == 1 and prm.size == n:
-        prm = np.broadcast_to(prm, (batch, n))
-    elif not (prm.ndim == 2 and prm.shape == (batch, n)):
+    if not (prm.ndim == 1 and prm.size == n) and not (prm.ndim == 2 and prm.shape == (batch, n)):
         raise ShapeError(f"params must have shape ({n},) or (batch, {n}) = ({batch}, {n}) for "
                          f"parameters ({names}), got {np.shape(params)}")
     if not np.isfinite(prm).all():
         raise NonFiniteError("params contain NaN or inf")
+    if prm.ndim == 1:   # shared: a broadcast view, passed to the kernels as one row
+        return np.broadcast_to(prm, (batch, n))
     return np.ascontiguousarray(prm)
 
 
@@ -275,7 +320,7 @@ def _check_steps(tab, step_size, n_steps, first_step, tgrid):
     if step_size is not None:
         if not step_size > 0:
             raise SymodeError(f"step_size must be positive, got {step_size}")
-        return np.full(tgrid.shape[0], float(step_size))
+        return np.broadcast_to(float(step_size), (tgrid.shape[0],))
     if int(n_steps) != n_steps or n_steps < 1:
         raise SymodeError(f"n_steps must be a positive integer, got {n_steps}")
     return np.where(span > 0, span / int(n_steps), 1.0)
@@ -283,25 +328,57 @@ def _check_steps(tab, step_size, n_steps, first_step, tgrid):
 
 # -- engines -----------------------------------------------------------------------------------
 def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,
-                record=0):
+                record=0, device="cpu", keep_on_gpu=False):
     """Run the compiled integrator; with ``record > 0`` also return the first ``record``
     accepted steps of each trajectory (times, states, and how many steps there were)."""
     batch, T = tgrid.shape
     dim = dyn.dim
-    module = compiled_kernel(dyn, tab)
     out = np.empty((T, batch, dim))
     stats = np.zeros((batch, 3), dtype=np.int64)
     status = np.zeros(batch, dtype=np.int32)
     fail = np.zeros((batch, 3))
-    h_first = np.full(batch, float(first_step or 0.0))
-    h_fix = h_fixed if h_fixed is not None else np.zeros(batch)
+    h_first = np.full(1, float(first_step or 0.0))
+    h_fix = compact(h_fixed) if h_fixed is not None else np.zeros(1)
     rec_t, rec_y = np.zeros((batch, record)), np.zeros((batch, record, dim))
     rec_n = np.zeros(batch, dtype=np.int64)
-    run_batch(module, batch, y0, tgrid, prm, np.ascontiguousarray(np.broadcast_to(rtol, (dim,))),
+    inputs = (y0, compact(tgrid), compact(prm),
+              np.ascontiguousarray(np.broadcast_to(rtol, (dim,))),
               np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
-              int(max_steps), out, stats, status, fail, rec_t, rec_y, rec_n)
+              int(max_steps))
+    outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
+    if device == "cuda":
+        module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params), dyn.rhs_source,
+                             f"{tab.name} integrator", False, f"kernel_{tab.name}")
+        dev = launch(module, "solve", batch, inputs, outputs)
+        stats, status = dev[1].copy_to_host(), dev[2].copy_to_host()
+        fail = dev[3].copy_to_host() if (status != OK).any() else fail
+        out = to_gpu(dev[0]) if keep_on_gpu else dev[0].copy_to_host()
+        if record:   # the recorded steps stay on the GPU for the adjoint
+            rec_t, rec_y, rec_n = dev[4], dev[5], dev[6].copy_to_host()
+    else:
+        run_batch(compiled_kernel(dyn, tab), batch, *inputs, *outputs)
     result = out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
     return result + ((rec_t, rec_y, rec_n),) if record else result
+
+
+def compact(a: np.ndarray) -> np.ndarray:
+    """A contiguous array for a kernel: one row when every row is the same broadcast row
+    (the kernels read row 0 of a one-row argument for every trajectory)."""
+    if a.ndim >= 1 and a.shape[0] > 1 and a.strides[0] == 0:
+        return np.ascontiguousarray(a[:1])
+    return np.ascontiguousarray(a)
+
+
+def to_gpu(x):
+    """A cupy array of ``x`` (host or GPU array; no copy for a GPU array), or a numba device
+    array where cupy is not installed."""
+    try:
+        import cupy
+    except ImportError:
+        from numba import cuda
+
+        return x if is_device_array(x) else cuda.to_device(x)
+    return cupy.asarray(x)
 
 
 def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,

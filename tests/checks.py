@@ -1,0 +1,41 @@
+"""Shared numerical checks: derivatives against central finite differences."""
+
+import numpy as np
+import pytest
+
+
+def assert_vjp_matches_fd(fun, x, vjp, rng, eps=1e-6, rtol=1e-6, atol=1e-9):
+    """<u, J v> by central differences equals <vjp(u), v> for random u, v."""
+    v, u = rng.standard_normal(np.shape(x)), rng.standard_normal(np.shape(fun(x)))
+    numeric = np.vdot(u, fun(x + eps * v) - fun(x - eps * v)) / (2 * eps)
+    assert np.vdot(vjp(u), v) == pytest.approx(numeric, rel=rtol, abs=atol)
+
+
+def assert_jvp_matches_fd(fun, x, jvp, rng, eps=1e-6, rtol=1e-6, atol=1e-9):
+    """J v by central differences equals jvp(v) for a random v."""
+    v = rng.standard_normal(np.shape(x))
+    numeric = (fun(x + eps * v) - fun(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(jvp(v), numeric, rtol=rtol, atol=atol)
+
+
+def check_module(module, x, rng, t=0.3, jvp=True, rtol=1e-6, atol=1e-9):
+    """A module's vjp (w.r.t. x, θ and t) and jvp (w.r.t. x and θ) against differences."""
+    theta = module.init(rng) + 0.1 * rng.standard_normal(module.n_params)
+    y, cache = module.forward(theta, x, t)
+    assert_vjp_matches_fd(lambda xx: module(theta, xx, t), x,
+                          lambda u: module.vjp(theta, cache, u)[0], rng, rtol=rtol, atol=atol)
+    if module.n_params:
+        assert_vjp_matches_fd(lambda th: module(th, x, t), theta,
+                              lambda u: module.vjp(theta, cache, u)[1], rng, rtol=rtol,
+                              atol=atol)
+    assert_vjp_matches_fd(lambda tt: module(theta, x, float(tt)), np.array(t),
+                          lambda u: np.array(module.vjp_t(theta, cache, u)[2]), rng,
+                          rtol=rtol, atol=atol)
+    if jvp:
+        assert_jvp_matches_fd(lambda xx: module(theta, xx, t), x,
+                              lambda v: module.jvp(theta, cache, v), rng, rtol=rtol, atol=atol)
+        if module.n_params:
+            zero = np.zeros_like(x)
+            assert_jvp_matches_fd(lambda th: module(th, x, t), theta,
+                                  lambda v: module.jvp(theta, cache, zero, v), rng, rtol=rtol,
+                                  atol=atol)

@@ -1,0 +1,128 @@
+"""The kernel engine on CUDA (numba's simulator in the default suite) against the CPU engine."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symode as so
+from symode.errors import CudaUnavailableError, SymodeError
+
+from problems import forced_van_der_pol, lorenz
+
+ADAPTIVE = ["bosh3", "dopri5", "tsit5", "dop853"]
+
+
+@pytest.fixture(scope="module")
+def lorenz_case():
+    p = lorenz(batch=5, t1=0.5)
+    return p
+
+
+def _close(a, b, rtol=1e-12):
+    """Equal to round-off: the GPU contracts a*b + c into fused multiply-adds where the CPU
+    may not, and adaptive step choices carry such last-bit differences forward."""
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE + ["rk4"])
+def test_forward_matches_cpu(lorenz_case, method):
+    p = lorenz_case
+    kw = {"step_size": 0.05} if method == "rk4" else {"rtol": 1e-6, "atol": 1e-8}
+    t = np.linspace(0, 0.5, 4)
+    cpu = so.solve(p.ode, p.y0, t, params=p.params, method=method, **kw)
+    gpu = so.solve(p.ode, p.y0, t, params=p.params, method=method, device="cuda", **kw)
+    assert gpu.device == "cuda" and isinstance(gpu.y, np.ndarray)
+    _close(gpu.y, cpu.y)
+    for name in ("nfev", "naccept", "nreject"):
+        np.testing.assert_array_equal(getattr(gpu.stats, name), getattr(cpu.stats, name))
+
+
+def test_per_trajectory_times_params_and_backwards():
+    p = forced_van_der_pol(batch=3)
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(0, 1.5, size=(3, 5)), axis=1)
+    t[1] = t[1][::-1]                          # one trajectory integrated backwards
+    prm = np.asarray(p.params, dtype=float)
+    prm = np.broadcast_to(prm, (3, prm.size)) * rng.uniform(0.8, 1.2, size=(3, 1))
+    cpu = so.solve(p.ode, p.y0, t, params=prm, rtol=1e-8, atol=1e-10)
+    gpu = so.solve(p.ode, p.y0, t, params=prm, rtol=1e-8, atol=1e-10, device="cuda")
+    _close(gpu.y, cpu.y)
+
+
+@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint"])
+def test_gradients_match_cpu(lorenz_case, adjoint):
+    p = lorenz_case
+    t = np.array([0.0, 0.2, 0.5])
+    w = np.random.default_rng(1).normal(size=(3, p.y0.shape[0], 3))
+    opts = dict(params=p.params, rtol=1e-7, atol=1e-9, adjoint=adjoint)
+    sol_c, back_c = so.solve_vjp(p.ode, p.y0, t, **opts)
+    sol_g, back_g = so.solve_vjp(p.ode, p.y0, t, device="cuda", **opts)
+    gc, gg = back_c(w), back_g(w)
+    _close(sol_g.y, sol_c.y)
+    for name in ("y0", "params", "t"):
+        _close(getattr(gg, name), getattr(gc, name), rtol=1e-9)
+    np.testing.assert_array_equal(gg.stats.nfev, gc.stats.nfev)
+
+
+def test_seminorm_on_gpu(lorenz_case):
+    p = lorenz_case
+    t = np.array([0.0, 0.5])
+    w = np.ones((2, p.y0.shape[0], 3))
+    res = []
+    for device in ("cpu", "cuda"):
+        _, back = so.solve_vjp(p.ode, p.y0, t, params=p.params, seminorm=True, device=device)
+        res.append(back(w))
+    _close(res[1].params, res[0].params, rtol=1e-9)
+
+
+def test_fixed_step_adjoint_on_gpu():
+    p = forced_van_der_pol(batch=2)
+    t = np.linspace(0, 1, 3)
+    w = np.ones((3, 2, p.y0.shape[1]))
+    res = []
+    for device in ("cpu", "cuda"):
+        _, back = so.solve_vjp(p.ode, p.y0, t, params=p.params, method="rk4", n_steps=20,
+                               adjoint="checkpoint", device=device)
+        res.append(back(w))
+    _close(res[1].y0, res[0].y0, rtol=1e-9)
+
+
+def test_failures_are_reported_from_the_gpu():
+    x = sp.Symbol("x")
+    blowup = so.ODE([x], [x**2])
+    with pytest.raises(so.errors.StepSizeUnderflowError, match="trajectory 1"):
+        so.solve(blowup, np.array([[0.1], [2.0]]), [0.0, 1.0], device="cuda")
+    with pytest.raises(so.errors.MaxStepsError):
+        so.solve(blowup, np.array([[0.9]]), [0.0, 1.0], max_steps=3, device="cuda")
+
+
+def test_bad_device_and_unsupported_combinations(lorenz_case):
+    p = lorenz_case
+    with pytest.raises(SymodeError, match="'cpu' or 'cuda'"):
+        so.solve(p.ode, p.y0, [0, 1], params=p.params, device="tpu")
+    with pytest.raises(SymodeError, match="symbolic"):
+        so.solve(lambda t, y, th: -y, p.y0, [0, 1], device="cuda")
+    with pytest.raises(SymodeError, match="discrete"):
+        so.solve_vjp(p.ode, p.y0, [0, 1], params=p.params, adjoint="discrete", device="cuda")
+
+
+def test_no_gpu_is_a_clear_error(monkeypatch, lorenz_case):
+    from numba import cuda
+
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    p = lorenz_case
+    with pytest.raises(CudaUnavailableError, match=r"symode\[cuda\]"):
+        so.solve(p.ode, p.y0, [0, 1], params=p.params, device="cuda")
+
+
+def test_cupy_in_cupy_out(lorenz_case):
+    cupy = pytest.importorskip("cupy", reason="cupy (the cuda extra) is not installed")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        pytest.skip("no GPU for cupy")
+    p = lorenz_case
+    sol = so.solve(p.ode, cupy.asarray(p.y0), [0.0, 0.5], params=p.params, device="cuda")
+    assert isinstance(sol.y, cupy.ndarray)
+    cpu = so.solve(p.ode, p.y0, [0.0, 0.5], params=p.params)
+    _close(cupy.asnumpy(sol.y), cpu.y)
