@@ -1,0 +1,44 @@
+"""symode.nn: functional layers with explicit parameters, losses and initializers.
+
+A module holds structure only; its parameters are one flat vector ``θ`` (``module.init(rng)``).
+Every layer has ``forward(θ, x, t) -> (y, cache)``, ``vjp`` (or ``vjp_t``) and ``jvp``; see
+:mod:`symode.nn.module`.
+
+>>> import numpy as np
+>>> from symode import nn
+>>> net = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+>>> theta = net.init(np.random.default_rng(0))
+>>> y, cache = net.forward(theta, np.zeros((5, 2)))
+>>> xbar, thetabar = net.vjp(theta, cache, np.ones_like(y))
+"""
+
+from . import init
+from .activations import ELU, Activation, ReLU, Sigmoid, SiLU, Softplus, Swish, Tanh, activation
+from .layers import ConcatLinear, ConcatSquashLinear, Flatten, Linear, Residual
+from .losses import accuracy, gaussian_nll, kl_diag_gaussians, mse, softmax_cross_entropy
+from .module import Module, Sequential
+
+from . import schedules
+from .conv import ConcatConv2d, Conv2d
+from .io import load_checkpoint, load_params, save_checkpoint, save_params
+from .norm import GroupNorm
+from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
+from .pooling import AdaptiveAvgPool2d
+
+__all__ = [
+    # module.py
+    "Module", "Sequential",
+    # layers.py
+    "Linear", "ConcatLinear", "ConcatSquashLinear", "Flatten", "Residual",
+    # activations.py
+    "Activation", "activation", "ReLU", "Tanh", "Sigmoid", "Softplus", "SiLU", "Swish", "ELU",
+    # losses.py
+    "softmax_cross_entropy", "accuracy", "mse", "gaussian_nll", "kl_diag_gaussians",
+    # conv.py, norm.py, pooling.py
+    "Conv2d", "ConcatConv2d", "GroupNorm", "AdaptiveAvgPool2d",
+    # optim.py, io.py
+    "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
+    "save_params", "load_params", "save_checkpoint", "load_checkpoint",
+    # submodules
+    "init", "schedules",
+]

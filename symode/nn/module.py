@@ -1,0 +1,140 @@
+"""Functional modules: a module holds structure, never parameters.
+
+Every module maps ``(θ, x, t) -> y`` with all of its parameters in one flat vector ``θ``
+(``init(rng)`` makes one, ``views(θ)`` names its pieces without copying). Reverse and forward
+derivatives are explicit:
+
+* ``forward(θ, x, t=0.0) -> (y, cache)``;
+* ``vjp(θ, cache, ȳ) -> (x̄, θ̄)``: ``x̄ = ȳ·∂y/∂x``, ``θ̄ = ȳ·∂y/∂θ`` (summed over the batch);
+* ``vjp_t(θ, cache, ȳ) -> (x̄, θ̄, t̄)``: the same with ``t̄ = ȳ·∂y/∂t`` for layers that see the
+  time (a float: the batch shares ``t``);
+* ``jvp(θ, cache, ẋ, θ̇=None) -> ẏ``: the directional derivative.
+
+A layer implements ``vjp`` or, if it uses the time, ``vjp_t``; the base class derives the
+other. Containers split ``θ`` among their children in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Module", "Sequential"]
+
+
+class Module:
+    """Base class of functional layers (see the module docstring)."""
+
+    #: Children in the order their parameters follow this module's own in ``θ``.
+    children: tuple["Module", ...] = ()
+
+    # -- parameters ----------------------------------------------------------------------------
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of this module's own parameters, in ``θ`` order."""
+        return {}
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, NDArray]:
+        """Initial values of the own parameters (zeros unless a layer says otherwise)."""
+        return {k: np.zeros(s) for k, s in self.param_shapes().items()}
+
+    @property
+    def n_own(self) -> int:
+        return int(sum(np.prod(s, dtype=int) for s in self.param_shapes().values()))
+
+    @property
+    def n_params(self) -> int:
+        """Length of ``θ``: own parameters, then each child's."""
+        return self.n_own + sum(c.n_params for c in self.children)
+
+    def init(self, rng: np.random.Generator, dtype=np.float64) -> NDArray:
+        """A fresh parameter vector, drawn from ``rng``."""
+        own = self.init_params(rng)
+        parts = [np.asarray(own[k], dtype=dtype).ravel() for k in self.param_shapes()]
+        parts += [c.init(rng, dtype) for c in self.children]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    def views(self, theta: NDArray) -> dict[str, NDArray]:
+        """Own parameters of ``θ`` as named, reshaped views (no copies)."""
+        out, k = {}, 0
+        for name, shape in self.param_shapes().items():
+            n = int(np.prod(shape, dtype=int))
+            out[name] = theta[k:k + n].reshape(shape)
+            k += n
+        return out
+
+    def child_thetas(self, theta: NDArray) -> list[NDArray]:
+        """The slices of ``θ`` that belong to each child."""
+        k, out = self.n_own, []
+        for c in self.children:
+            out.append(theta[k:k + c.n_params])
+            k += c.n_params
+        return out
+
+    def named_views(self, theta: NDArray, prefix: str = "") -> dict[str, NDArray]:
+        """Every parameter of the tree, named ``"0.weight"`` style."""
+        out = {prefix + k: v for k, v in self.views(theta).items()}
+        for i, (c, th) in enumerate(zip(self.children, self.child_thetas(theta))):
+            out.update(c.named_views(th, f"{prefix}{i}."))
+        return out
+
+    # -- maps ----------------------------------------------------------------------------------
+    def forward(self, theta: NDArray, x: NDArray, t: float = 0.0) -> tuple[NDArray, Any]:
+        raise NotImplementedError
+
+    def vjp(self, theta, cache, ybar):
+        if type(self).vjp_t is Module.vjp_t:
+            raise NotImplementedError(f"{type(self).__name__} implements neither vjp nor vjp_t")
+        xbar, thetabar, _ = self.vjp_t(theta, cache, ybar)
+        return xbar, thetabar
+
+    def vjp_t(self, theta, cache, ybar):
+        xbar, thetabar = self.vjp(theta, cache, ybar)
+        return xbar, thetabar, 0.0
+
+    def jvp(self, theta, cache, xdot, thetadot=None):
+        raise NotImplementedError(f"{type(self).__name__} has no jvp")
+
+    def __call__(self, theta: NDArray, x: NDArray, t: float = 0.0) -> NDArray:
+        return self.forward(theta, x, t)[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Sequential(Module):
+    """Modules applied in order; ``θ`` is their parameter vectors one after another."""
+
+    def __init__(self, *layers: Module):
+        if not all(isinstance(m, Module) for m in layers):
+            raise TypeError("Sequential takes Module instances")
+        self.children = tuple(layers)
+
+    def forward(self, theta, x, t=0.0):
+        caches = []
+        for layer, th in zip(self.children, self.child_thetas(theta)):
+            x, c = layer.forward(th, x, t)
+            caches.append(c)
+        return x, caches
+
+    def vjp_t(self, theta, cache, ybar):
+        thetabar = np.zeros_like(theta, dtype=np.result_type(theta, ybar))
+        tbar = 0.0
+        k = len(thetabar)
+        for layer, th, c in reversed(list(zip(self.children, self.child_thetas(theta), cache))):
+            ybar, g, tb = layer.vjp_t(th, c, ybar)
+            k -= layer.n_params
+            thetabar[k:k + layer.n_params] = g
+            tbar += tb
+        return ybar, thetabar, tbar
+
+    def jvp(self, theta, cache, xdot, thetadot=None):
+        dots = [None] * len(self.children) if thetadot is None else self.child_thetas(thetadot)
+        for layer, th, c, td in zip(self.children, self.child_thetas(theta), cache, dots):
+            xdot = layer.jvp(th, c, xdot, td)
+        return xdot
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(c) for c in self.children)
+        return f"Sequential(\n  {inner}\n)"

@@ -1,0 +1,145 @@
+"""Group normalization (Wu & He, *Group Normalization*, 2018).
+
+The ``C`` channels of each sample split into ``G`` groups of ``C/G`` consecutive channels; each
+group ``g`` of sample ``n`` (its ``M = (C/G)·H·W`` entries) is standardised by its own mean and
+variance, then every channel gets an affine map:
+
+.. math:: \\hat x = (x - \\mu_{ng})\\,r_{ng}, \\quad r_{ng} = (\\sigma^2_{ng} + \\epsilon)^{-1/2},
+          \\qquad y_{nc\\cdot} = \\gamma_c \\hat x_{nc\\cdot} + \\beta_c,
+
+with ``σ²`` the biased (``1/M``) variance, as torch computes it. Writing ``⟨·⟩`` for the mean
+over a group, the Jacobian of ``x ↦ x̂`` is symmetric, so one formula serves both directions:
+
+.. math:: \\bar x = r\\,\\big(g - \\langle g\\rangle - \\hat x\\,\\langle g \\hat x\\rangle\\big),
+          \\; g = \\gamma\\,\\bar y; \\qquad
+          \\dot{\\hat x} = r\\,\\big(\\dot x - \\langle \\dot x\\rangle
+          - \\hat x\\,\\langle \\hat x \\dot x\\rangle\\big),
+
+and ``γ̄ = Σ_{n,h,w} ȳ x̂``, ``β̄ = Σ_{n,h,w} ȳ``, ``ẏ = γ ẋ̂ + γ̇ x̂ + β̇``. Batches do not mix:
+unlike batch norm, a sample's output depends on that sample alone.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ShapeError
+from .module import Module
+
+__all__ = ["GroupNorm"]
+
+
+class _NormCache(NamedTuple):
+    xhat: NDArray   # (N, G, M), the standardised input
+    r: NDArray      # (N, G, 1), reciprocal standard deviations
+    shape: tuple[int, ...]
+
+
+class GroupNorm(Module):
+    """Group normalization with a per-channel affine map (see the module docstring).
+
+    Inputs are ``(batch, channels, *spatial)``: NCHW images, or ``(batch, channels)``.
+    Parameters ``weight`` (γ, initially ones) and ``bias`` (β, initially zeros), both
+    ``(channels,)``.
+
+    Parameters
+    ----------
+    groups : int
+        Number of groups ``G``; must divide ``channels``. ``G = 1`` is layer norm over
+        ``(C, H, W)``, ``G = C`` is instance norm.
+    channels : int
+    eps : float
+        Added to the variance, ``> 0``.
+    """
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+        if int(groups) != groups or int(channels) != channels or groups < 1 or channels < 1:
+            raise ValueError(f"GroupNorm: groups and channels must be positive integers, got "
+                             f"{groups}, {channels}")
+        if channels % groups:
+            raise ValueError(f"GroupNorm: {groups} groups do not divide {channels} channels")
+        if not eps > 0:
+            raise ValueError(f"GroupNorm: eps must be > 0, got {eps}")
+        self.groups, self.channels, self.eps = int(groups), int(channels), float(eps)
+
+    def param_shapes(self):
+        return {"weight": (self.channels,), "bias": (self.channels,)}
+
+    def init_params(self, rng):
+        return {"weight": np.ones(self.channels), "bias": np.zeros(self.channels)}
+
+    # -- Module protocol -----------------------------------------------------------------------
+    def forward(self, theta, x, t=0.0):
+        theta, x = self._check(theta, x)
+        N = x.shape[0]
+        xg = x.reshape(N, self.groups, -1)
+        xc = xg - xg.mean(axis=2, keepdims=True)
+        r = 1.0 / np.sqrt(np.mean(xc * xc, axis=2, keepdims=True) + self.eps)
+        xhat = xc * r.astype(xc.dtype, copy=False)
+        gamma, beta = self._affine(theta, xhat.dtype)
+        y = xhat.reshape(N, self.channels, -1) * gamma + beta
+        return y.reshape(x.shape), _NormCache(xhat, r.astype(xhat.dtype, copy=False), x.shape)
+
+    def vjp(self, theta, cache, ybar):
+        ybar = self._check_dot(ybar, cache.shape, "ȳ")
+        N = cache.shape[0]
+        yc = ybar.reshape(N, self.channels, -1)
+        gamma, _ = self._affine(np.asarray(theta), cache.xhat.dtype)
+        xbar = self._standardised_dot(cache, (yc * gamma).reshape(cache.xhat.shape))
+        xhat_c = cache.xhat.reshape(yc.shape)
+        gbar = np.einsum("ncs,ncs->c", yc, xhat_c)
+        bbar = yc.sum(axis=(0, 2))
+        return xbar.reshape(cache.shape), np.concatenate([gbar, bbar])
+
+    def jvp(self, theta, cache, xdot, thetadot=None):
+        xdot = self._check_dot(xdot, cache.shape, "ẋ")
+        N = cache.shape[0]
+        xhat_dot = self._standardised_dot(cache, xdot.reshape(cache.xhat.shape))
+        gamma, _ = self._affine(np.asarray(theta), xhat_dot.dtype)
+        ydot = xhat_dot.reshape(N, self.channels, -1) * gamma
+        if thetadot is not None:
+            gdot, bdot = self._affine(np.asarray(thetadot), ydot.dtype)
+            ydot += cache.xhat.reshape(ydot.shape) * gdot + bdot
+        return ydot.reshape(cache.shape)
+
+    # -- helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _standardised_dot(cache: _NormCache, v: NDArray) -> NDArray:
+        """``r (v - ⟨v⟩ - x̂ ⟨x̂ v⟩)``, the (symmetric) Jacobian of ``x ↦ x̂`` applied to ``v``
+        of shape (N, G, M)."""
+        M = v.shape[2]
+        mean_v = v.mean(axis=2, keepdims=True)
+        mean_xv = np.einsum("ngm,ngm->ng", cache.xhat, v)[..., None] / M
+        return cache.r * (v - mean_v - cache.xhat * mean_xv)
+
+    def _affine(self, theta: NDArray, dtype) -> tuple[NDArray, NDArray]:
+        """``γ`` and ``β`` as ``(channels, 1)`` columns in ``dtype``."""
+        v = self.views(theta)
+        return (v["weight"].astype(dtype, copy=False)[:, None],
+                v["bias"].astype(dtype, copy=False)[:, None])
+
+    def _check(self, theta, x) -> tuple[NDArray, NDArray]:
+        theta, x = np.asarray(theta), np.asarray(x)
+        if theta.shape != (self.n_params,):
+            raise ShapeError(f"{self!r}: expected θ of shape ({self.n_params},), got "
+                             f"{theta.shape}")
+        if x.ndim < 2 or x.shape[1] != self.channels:
+            raise ShapeError(f"{self!r}: expected x of shape (batch, {self.channels}, height, "
+                             f"width) (NCHW, {self.channels} channels) or (batch, "
+                             f"{self.channels}), got {x.shape}")
+        dtype = np.result_type(x, theta)
+        x = x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
+        return theta, x
+
+    def _check_dot(self, a, shape, name: str) -> NDArray:
+        a = np.asarray(a)
+        if a.shape != shape:
+            raise ShapeError(f"{self!r}: expected {name} of shape {shape} (NCHW), got {a.shape}")
+        return a
+
+    def __repr__(self) -> str:
+        eps = "" if self.eps == 1e-5 else f", eps={self.eps:g}"
+        return f"GroupNorm({self.groups}, {self.channels}{eps})"
