@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from ..errors import ShapeError
 from . import init
-from .module import Module
+from .module import Module, expect_shape
 
 __all__ = ["Conv2d", "ConcatConv2d"]
 
@@ -205,14 +205,14 @@ class Conv2d(Module):
         return y, _ConvCache(col, geo, x.shape, y.shape, 0.0)
 
     def vjp(self, theta, cache, ybar):
-        Ybar = _from_nchw(self._check_dot(ybar, cache.y_shape, "ȳ"))
+        Ybar = _from_nchw(expect_shape(self, ybar, cache.y_shape, "ȳ"))
         weight, _ = self._weights(theta, cache.col.dtype)
         xbar = _col2im(weight.T @ Ybar, cache.geo, *cache.x_shape[:2])
         parts = [(Ybar @ cache.col.T).ravel()] + ([Ybar.sum(axis=1)] if self.bias else [])
         return xbar, np.concatenate(parts)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
-        xdot = self._check_dot(xdot, cache.x_shape, "ẋ")
+        xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
         weight, _ = self._weights(theta, cache.col.dtype)
         Ydot = weight @ _im2col(xdot, cache.geo)
         offset = None
@@ -248,12 +248,6 @@ class Conv2d(Module):
         x = x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
         geo = _geometry(x.shape[2], x.shape[3], self.kernel_size, self.stride, self.padding)
         return x, geo
-
-    def _check_dot(self, a, shape, name: str) -> NDArray:
-        a = np.asarray(a)
-        if a.shape != shape:
-            raise ShapeError(f"{self!r}: expected {name} of shape {shape} (NCHW), got {a.shape}")
-        return a
 
     def __repr__(self) -> str:
         def show(p):
@@ -302,7 +296,7 @@ class ConcatConv2d(Conv2d):
         return xbar, thetabar
 
     def vjp_t(self, theta, cache, ybar):
-        Ybar = _from_nchw(self._check_dot(ybar, cache.y_shape, "ȳ"))
+        Ybar = _from_nchw(expect_shape(self, ybar, cache.y_shape, "ȳ"))
         weight, _ = self._weights(theta, cache.col.dtype)
         xbar = _col2im(weight.T @ Ybar, cache.geo, *cache.x_shape[:2])
         N, O = cache.y_shape[:2]

@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Module", "Sequential"]
+from ..errors import ShapeError
+
+__all__ = ["Module", "Sequential", "expect_shape"]
+
+
+def expect_shape(owner: "Module", a, shape: tuple, name: str) -> NDArray:
+    """``a`` as an array of exactly ``shape``, or a :class:`ShapeError` naming ``owner``."""
+    a = np.asarray(a)
+    if a.shape != shape:
+        raise ShapeError(f"{owner!r}: expected {name} of shape {shape} (NCHW), got {a.shape}")
+    return a
 
 
 class Module:

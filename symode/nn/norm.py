@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ShapeError
-from .module import Module
+from .module import Module, expect_shape
 
 __all__ = ["GroupNorm"]
 
@@ -84,7 +84,7 @@ class GroupNorm(Module):
         return y.reshape(x.shape), _NormCache(xhat, r.astype(xhat.dtype, copy=False), x.shape)
 
     def vjp(self, theta, cache, ybar):
-        ybar = self._check_dot(ybar, cache.shape, "ȳ")
+        ybar = expect_shape(self, ybar, cache.shape, "ȳ")
         N = cache.shape[0]
         yc = ybar.reshape(N, self.channels, -1)
         gamma, _ = self._affine(np.asarray(theta), cache.xhat.dtype)
@@ -95,7 +95,7 @@ class GroupNorm(Module):
         return xbar.reshape(cache.shape), np.concatenate([gbar, bbar])
 
     def jvp(self, theta, cache, xdot, thetadot=None):
-        xdot = self._check_dot(xdot, cache.shape, "ẋ")
+        xdot = expect_shape(self, xdot, cache.shape, "ẋ")
         N = cache.shape[0]
         xhat_dot = self._standardised_dot(cache, xdot.reshape(cache.xhat.shape))
         gamma, _ = self._affine(np.asarray(theta), xhat_dot.dtype)
@@ -133,12 +133,6 @@ class GroupNorm(Module):
         dtype = np.result_type(x, theta)
         x = x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
         return theta, x
-
-    def _check_dot(self, a, shape, name: str) -> NDArray:
-        a = np.asarray(a)
-        if a.shape != shape:
-            raise ShapeError(f"{self!r}: expected {name} of shape {shape} (NCHW), got {a.shape}")
-        return a
 
     def __repr__(self) -> str:
         eps = "" if self.eps == 1e-5 else f", eps={self.eps:g}"

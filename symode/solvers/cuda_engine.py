@@ -20,8 +20,8 @@ import numpy as np
 from ..errors import CudaUnavailableError, SymodeError
 from .kernel_engine import KernelSpec, emit_integrator
 
-__all__ = ["DEVICES", "check_device", "cuda_module", "launch", "run_kernel", "is_device_array",
-           "to_host"]
+__all__ = ["DEVICES", "check_device", "cuda_module", "launch", "run_kernel", "has_cupy",
+           "is_device_array", "to_host"]
 
 DEVICES = ("cpu", "cuda")
 #: Threads per block: small blocks keep register-heavy integrators resident on every SM.
@@ -72,6 +72,15 @@ def cuda_module(dyn, spec: KernelSpec, rhs_source: str, title: str, segments: bo
         text = emit_integrator(spec, rhs_source, title, segments=segments, target="cuda")
         dyn.kernels[key] = load_module(text, f"cuda_{tag}")
     return dyn.kernels[key]
+
+
+def has_cupy() -> bool:
+    """True when cupy imports (results can then stay on the GPU as cupy arrays)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def is_device_array(x: Any) -> bool:

@@ -12,7 +12,8 @@ from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import (MaxStepsError, NonFiniteError, ShapeError, StepSizeUnderflowError,
                       SymodeError, TimeGridError)
 from .array_engine import integrate_arrays
-from .cuda_engine import check_device, cuda_module, is_device_array, launch, to_host
+from .cuda_engine import (check_device, cuda_module, has_cupy, is_device_array, launch,
+                          to_host)
 from .kernel_engine import (MAX_STEPS, NON_FINITE, OK, UNDERFLOW, KernelSpec, compiled_kernel,
                             run_batch)
 from .solution import Solution, Stats
@@ -74,7 +75,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     prep = prepare(system, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
                    max_steps=max_steps, engine=engine, device=device)
-    y, stats = run(prep, keep_on_gpu=prep.on_gpu)
+    # GPU input: the states stay there as cupy arrays (without cupy they are copied back)
+    y, stats = run(prep, keep_on_gpu=prep.on_gpu and has_cupy())
     return prep.solution(y, stats)
 
 

@@ -223,7 +223,7 @@ class _Builder:
         if name in CONSTANTS:
             return CONSTANTS[name]
         if name in FUNCTIONS:
-            raise self.src.fail_at(node, f"{{}} is a function, not a value,",
+            raise self.src.fail_at(node, "{} is a function, not a value,",
                                    hint=f"call it as {name}(...)")
         return sp.Symbol(name)
 
