@@ -22,6 +22,7 @@ from . import schedules
 from .conv import ConcatConv2d, Conv2d
 from .io import load_checkpoint, load_params, save_checkpoint, save_params
 from .norm import GroupNorm
+from .ode_block import NetworkDynamics, ODEBlock
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop, clip_grad_norm
 from .pooling import AdaptiveAvgPool2d
 
@@ -36,6 +37,8 @@ __all__ = [
     "softmax_cross_entropy", "accuracy", "mse", "gaussian_nll", "kl_diag_gaussians",
     # conv.py, norm.py, pooling.py
     "Conv2d", "ConcatConv2d", "GroupNorm", "AdaptiveAvgPool2d",
+    # ode_block.py
+    "NetworkDynamics", "ODEBlock",
     # optim.py, io.py
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
     "save_params", "load_params", "save_checkpoint", "load_checkpoint",

@@ -16,6 +16,7 @@ other. Containers split ``θ`` among their children in order.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -49,14 +50,32 @@ class Module:
         """Initial values of the own parameters (zeros unless a layer says otherwise)."""
         return {k: np.zeros(s) for k, s in self.param_shapes().items()}
 
-    @property
-    def n_own(self) -> int:
-        return int(sum(np.prod(s, dtype=int) for s in self.param_shapes().values()))
+    @cached_property
+    def _own_layout(self) -> tuple[tuple[str, int, int, tuple[int, ...]], ...]:
+        """(name, start, stop, shape) of each own parameter (structure is fixed at creation)."""
+        out, k = [], 0
+        for name, shape in self.param_shapes().items():
+            n = int(np.prod(shape, dtype=int))
+            out.append((name, k, k + n, tuple(shape)))
+            k += n
+        return tuple(out)
 
-    @property
+    @cached_property
+    def n_own(self) -> int:
+        return self._own_layout[-1][2] if self._own_layout else 0
+
+    @cached_property
     def n_params(self) -> int:
         """Length of ``θ``: own parameters, then each child's."""
         return self.n_own + sum(c.n_params for c in self.children)
+
+    @cached_property
+    def _child_slices(self) -> tuple[slice, ...]:
+        k, out = self.n_own, []
+        for c in self.children:
+            out.append(slice(k, k + c.n_params))
+            k += c.n_params
+        return tuple(out)
 
     def init(self, rng: np.random.Generator, dtype=np.float64) -> NDArray:
         """A fresh parameter vector, drawn from ``rng``."""
@@ -67,20 +86,11 @@ class Module:
 
     def views(self, theta: NDArray) -> dict[str, NDArray]:
         """Own parameters of ``θ`` as named, reshaped views (no copies)."""
-        out, k = {}, 0
-        for name, shape in self.param_shapes().items():
-            n = int(np.prod(shape, dtype=int))
-            out[name] = theta[k:k + n].reshape(shape)
-            k += n
-        return out
+        return {name: theta[a:b].reshape(shape) for name, a, b, shape in self._own_layout}
 
     def child_thetas(self, theta: NDArray) -> list[NDArray]:
         """The slices of ``θ`` that belong to each child."""
-        k, out = self.n_own, []
-        for c in self.children:
-            out.append(theta[k:k + c.n_params])
-            k += c.n_params
-        return out
+        return [theta[s] for s in self._child_slices]
 
     def named_views(self, theta: NDArray, prefix: str = "") -> dict[str, NDArray]:
         """Every parameter of the tree, named ``"0.weight"`` style."""

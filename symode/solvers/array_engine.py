@@ -10,6 +10,7 @@ All trajectories start at one ``t0``; each may save at its own times.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -41,14 +42,36 @@ def _max_norm(x: np.ndarray) -> float:
     return float(np.max(_row_norm(x)))
 
 
-def _combine(coeffs, ks):
-    """Σ c_i k_i over the non-zero coefficients (None when all vanish)."""
+def _nonzero(coeffs) -> tuple[tuple[int, float], ...]:
+    """(index, value) of the non-zero coefficients, as Python floats."""
+    return tuple((i, float(c)) for i, c in enumerate(coeffs) if float(c) != 0.0)
+
+
+def _combine(terms, ks):
+    """Σ c_i k_i over ``terms`` = ((i, c_i), ...) (None when there are none)."""
     acc = None
-    for c, k in zip(coeffs, ks):
-        c = float(c)
-        if c != 0.0:
-            acc = c * k if acc is None else acc + c * k
+    for i, c in terms:
+        acc = c * ks[i] if acc is None else acc + c * ks[i]
     return acc
+
+
+@lru_cache(maxsize=None)
+def _coefficients(tab: ButcherTableau) -> dict:
+    """The tableau as Python floats, non-zero terms only (once per tableau)."""
+    out = dict(a=[_nonzero(row[:j]) for j, row in enumerate(tab.a)], b=_nonzero(tab.b),
+               c=[float(c) for c in tab.c], fsal=tab.fsal, n_stages=tab.n_stages,
+               b_err=None if tab.b_err is None else _nonzero(tab.b_err),
+               b_err3=None if tab.b_err3 is None else _nonzero(tab.b_err3))
+    if tab.dense is not None:
+        dense_p = np.asarray(tab.as_float().dense_p)                  # (stages, degree)
+        rows = []                                                     # extra stages
+        for row, c in zip(tab.dense.a, tab.dense.c):
+            padded = tuple(tab.b) + (0,) * (len(row) - tab.n_stages)
+            same = float(c) == 1.0 and all(float(a) == float(b) for a, b in zip(row, padded))
+            rows.append(None if same else (float(c), _nonzero(row)))
+        out.update(dense_p=dense_p, dense_rows=rows,
+                   dense_used=[i for i in range(len(dense_p)) if dense_p[i].any()])
+    return out
 
 
 class _Stepper:
@@ -57,6 +80,7 @@ class _Stepper:
     def __init__(self, fun, tab: ButcherTableau):
         self.fun, self.tab = fun, tab
         self.nfev = 0
+        self.__dict__.update(_coefficients(tab))
 
     def call(self, t, y):
         self.nfev += 1
@@ -64,28 +88,27 @@ class _Stepper:
 
     def step(self, t, y, k0, h):
         """Stages k_0..k_{s-1} and the new state."""
-        tab, ks = self.tab, [k0]
+        ks, last = [k0], self.n_stages - 1
         y_new = None
-        for j in range(1, tab.n_stages):
-            inc = _combine(tab.a[j][:j], ks)
+        for j in range(1, self.n_stages):
+            inc = _combine(self.a[j], ks)
             ys = y if inc is None else y + h * inc
-            if tab.fsal and j == tab.n_stages - 1:
+            if self.fsal and j == last:
                 y_new = ys
-            ks.append(self.call(t + float(tab.c[j]) * h, ys))
+            ks.append(self.call(t + self.c[j] * h, ys))
         if y_new is None:
-            y_new = y + h * _combine(tab.b, ks)
+            y_new = y + h * _combine(self.b, ks)
         return ks, y_new
 
     def error_ratio(self, h, ks, y, y_new, rtol, atol, norm_dims=None):
         """Per-trajectory error ratios (DOP853 combines its two estimates); with ``norm_dims``
         only the first components of each (flat) row count (a seminorm)."""
-        tab = self.tab
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
         cut = (slice(None), slice(0, norm_dims)) if norm_dims else (Ellipsis,)
-        e5 = (_combine(tab.b_err, ks) / scale)[cut]
-        if tab.b_err3 is None:
+        e5 = (_combine(self.b_err, ks) / scale)[cut]
+        if self.b_err3 is None:
             return np.abs(h) * _row_norm(e5)
-        e3 = (_combine(tab.b_err3, ks) / scale)[cut]
+        e3 = (_combine(self.b_err3, ks) / scale)[cut]
         n = e5[0].size
         s5 = (e5 * e5).reshape(len(e5), -1).sum(axis=1)
         s3 = (e3 * e3).reshape(len(e3), -1).sum(axis=1)
@@ -93,36 +116,35 @@ class _Stepper:
         return np.abs(h) * s5 / denom
 
     def interpolate(self, t, h, y, y_new, ks, k_new, theta, rows):
-        """Dense output at fractions ``theta`` (one per selected row) of the step."""
-        tab = self.tab
+        """Dense output at fractions ``theta`` (one per selected row) of the step; ``rows``
+        is an index array or ``slice(None)`` for the whole batch."""
         th = theta.reshape((-1,) + (1,) * (y.ndim - 1))
-        if tab.dense is None:  # cubic Hermite from values and slopes at both ends
+        if self.tab.dense is None:  # cubic Hermite from values and slopes at both ends
             th2, th3 = th * th, th * th * th
             return ((2 * th3 - 3 * th2 + 1) * y[rows] + h * (th3 - 2 * th2 + th) * ks[0][rows]
                     + (3 * th2 - 2 * th3) * y_new[rows] + h * (th3 - th2) * k_new[rows])
         stages = self._dense_stages(t, h, y, ks, k_new)
-        acc = np.zeros_like(y[rows])
-        for prow, k in zip(tab.dense.p, stages):
-            coeffs = [float(c) for c in prow]
-            if any(coeffs):
-                w = np.polynomial.polynomial.polyval(th, [0.0] + coeffs)
-                acc = acc + w * k[rows]
+        degree = self.dense_p.shape[1]
+        powers = theta[:, None] ** np.arange(1, degree + 1)          # (rows, degree)
+        weights = powers @ self.dense_p.T                             # (rows, stages)
+        acc = None
+        for i in self.dense_used:
+            term = weights[:, i].reshape(th.shape) * stages[i][rows]
+            acc = term if acc is None else acc + term
         return y[rows] + h * acc
 
     def _dense_stages(self, t, h, y, ks, k_new):
-        tab = self.tab
-        if not tab.dense.a:
+        if not self.dense_rows:
             return ks
         if getattr(self, "_dense_cache_key", None) == (t, h):
             return self._dense_cache
         stages = list(ks)
-        s = tab.n_stages
-        for row, c in zip(tab.dense.a, tab.dense.c):
-            padded = tuple(tab.b) + (0,) * (len(row) - s)
-            if float(c) == 1.0 and all(float(a) == float(b) for a, b in zip(row, padded)):
+        for row in self.dense_rows:
+            if row is None:
                 stages.append(k_new)
             else:
-                stages.append(self.call(t + float(c) * h, y + h * _combine(row, stages)))
+                c, terms = row
+                stages.append(self.call(t + c * h, y + h * _combine(terms, stages)))
         self._dense_cache_key, self._dense_cache = (t, h), stages
         return stages
 
@@ -195,10 +217,18 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
             err = 0.0
         if err <= 1.0:
             t_new = t_end if last else t + h
-            k_new = ks[-1] if tab.fsal else st.call(t_new, y_new)
+            # f(t_new, y_new): the FSAL stage, else evaluated only when the interpolant or
+            # a next step needs it
+            slope = [ks[-1] if st.fsal else None]
+
+            def k_new_(slope=slope, t_new=t_new, y_new=y_new):
+                if slope[0] is None:
+                    slope[0] = st.call(t_new, y_new)
+                return slope[0]
+
             _save(out, nxt, tgrid, t_new,
                   lambda rows: y_new[rows],
-                  lambda rows, th: st.interpolate(t, h, y, y_new, ks, k_new, th, rows),
+                  lambda rows, th: st.interpolate(t, h, y, y_new, ks, k_new_(), th, rows),
                   t, h, direction)
             bad = ~np.isfinite(y_new.reshape(batch, -1)).all(axis=1)
             if bad.any():
@@ -207,14 +237,15 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
                 break
             if record is not None:
                 record.append((t, h, t_new, y))
-            y, t, k0 = y_new, t_new, k_new
+            y, t = y_new, t_new
+            k0 = k_new_() if nxt.min() < T else None
             nacc += 1
-            fac = float(controller.factor(err, err_prev, tab.error_order or 1, True, after_reject))
+            fac = controller.scalar_factor(err, err_prev, tab.error_order or 1, True, after_reject)
             err_prev, after_reject = max(err, ERR_PREV_FLOOR), False
         else:
             nrej += 1
             after_reject = True
-            fac = float(controller.factor(err, err_prev, tab.error_order, False, True))
+            fac = controller.scalar_factor(err, err_prev, tab.error_order, False, True)
         if tab.adaptive:
             h *= fac
             if nxt.min() < T and abs(h) < 10 * EPS * max(abs(t), abs(t_end)):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 
 __all__ = ["PIController", "error_ratio", "initial_step"]
@@ -61,6 +63,20 @@ class PIController:
         fac_acc = np.where(r == 0, upper, np.clip(pi, self.factor_min, upper))
         fac_rej = np.where(np.isfinite(rej), np.clip(rej, self.factor_min, 1.0), self.factor_min)
         return np.where(accepted, fac_acc, fac_rej)
+
+    def scalar_factor(self, r: float, r_prev: float, error_order: int, accepted: bool,
+                      after_reject: bool) -> float:
+        """:meth:`factor` for one trajectory, in plain floats (the array engine's hot path)."""
+        if accepted:
+            upper = 1.0 if after_reject else self.factor_max
+            if r == 0:
+                return upper
+            pi = self.safety * r ** -self.alpha(error_order) * r_prev ** self.beta
+            return min(max(pi, self.factor_min), upper)
+        if not r > 0 or math.isinf(r):        # nan, or an infinite error: shrink at most
+            return self.factor_min
+        rej = self.safety * r ** (-1.0 / (error_order + 1))
+        return min(max(rej, self.factor_min), 1.0) if math.isfinite(rej) else self.factor_min
 
 
 def error_ratio(err, y0, y1, rtol, atol):
