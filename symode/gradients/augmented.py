@@ -18,6 +18,7 @@ import sympy as sp
 from ..codegen.cache import load_module
 from ..dynamics import SymbolicDynamics
 from ..solvers.array_engine import integrate_arrays
+from ..solvers.controllers import PIController
 from ..solvers.cuda_engine import cuda_module, is_device_array, launch, to_host
 from ..solvers.kernel_engine import KernelSpec, emit_integrator, run_batch
 from ..solvers.solution import Stats
@@ -112,7 +113,7 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
 
 
 def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps, seminorm,
-                   step_size=None):
+                   step_size=None, controller=None):
     """Backward pass of any Dynamics with ``vjp``, the whole batch as one system.
 
     Parameters
@@ -154,7 +155,8 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
         if nodes[k] != nodes[k - 1]:
             res = integrate_arrays(fun, tab, state, np.array([[nodes[k - 1], nodes[k]]]),
                                    rtol, atol, max_steps=max_steps, step_size=step_size,
-                                   norm_dims=2 * n if seminorm else None)
+                                   norm_dims=2 * n if seminorm else None,
+                                   controller=controller or PIController())
             raise_for_status(res.status, res.fail, np.array([[nodes[-1], nodes[0]]]), tab,
                              rtol, atol, max_steps)
             state = res.y[-1].copy()

@@ -157,7 +157,7 @@ def _merge_kernel():
 
 
 def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, seminorm,
-                      step_size=None):
+                      step_size=None, controller=None):
     """Any Dynamics with ``vjp``; ``steps`` is the forward's list of (t, h, t_new, y)."""
     t_rec = np.array([s[2] for s in steps])
     ends = [steps[k + 1][3] for k in range(len(steps) - 1)]
@@ -165,4 +165,4 @@ def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, 
     y_rec = np.stack(ends + [y[-1]]) if steps else np.zeros((0,) + y.shape[1:])
     nodes, reset, jump = merge_nodes(t, y, cot, t_rec, y_rec)
     return array_segments(dyn, theta, tab, nodes, reset, jump, rtol, atol, max_steps, seminorm,
-                          step_size)
+                          step_size, controller)

@@ -66,14 +66,17 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
               method="dopri5", adjoint: str = "backsolve", rtol=1e-6, atol=1e-8,
               adjoint_rtol=None, adjoint_atol=None, seminorm: bool = False,
               step_size=None, n_steps=None, first_step=None, max_steps: int = 10_000,
-              engine: str = "auto", device: str = "cpu"
-              ) -> tuple[Solution, Callable[[ArrayLike], Gradients]]:
+              engine: str = "auto", device: str = "cpu", error_norm: str = "trajectory",
+              controller=None) -> tuple[Solution, Callable[[ArrayLike], Gradients]]:
     """Solve like :func:`symode.solve` and return the solution with its pullback.
 
     Parameters
     ----------
-    system, y0, t, params, method, rtol, atol, step_size, n_steps, first_step, max_steps, engine
-        As for :func:`symode.solve`.
+    system, y0, t, params, method, rtol, atol, step_size, n_steps, first_step, max_steps, engine,
+    error_norm, controller
+        As for :func:`symode.solve` (the backward pass of the array engine always integrates
+        the batch as one state; the controller steps the forward and array-engine backward
+        solves).
     device : {"cpu", "cuda"}
         Where the forward and backward kernels run (symbolic systems; ``backsolve`` and
         ``checkpoint``). The cotangent may be a GPU array; gradients come back where ``y0``
@@ -111,7 +114,8 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
         engine = "array"
     prep = prepare(dyn, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
-                   max_steps=max_steps, engine=engine, device=device)
+                   max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
+                   controller=controller)
     if not prep.use_kernel and np.ndim(prep.t_given) != 1:
         raise TimeGridError("gradients in the array engine need one time grid of shape (T,) "
                             "for the whole batch")
@@ -192,7 +196,7 @@ def _pullback_arrays(prep, adjoint, recorded, cot, rtol, atol, seminorm):
                                                       recorded[2], not prep.tab.adaptive)
         return y0_bar, p_bar, t_bar, stats
     step = None if prep.h_fixed is None else float(np.min(prep.h_fixed))
-    args = (rtol, atol, prep.max_steps, seminorm, step)
+    args = (rtol, atol, prep.max_steps, seminorm, step, prep.controller)
     if adjoint == "backsolve":
         a0, p_bar, stats = backsolve_arrays(dyn, theta, prep.tab, t, y, cot, *args)
     else:

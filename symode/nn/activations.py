@@ -185,7 +185,7 @@ class ReLU(Activation):
         return np.maximum(x, 0), x
 
     def vjp(self, theta, cache, ybar):
-        return np.where(cache > 0, ybar, 0), _no_params(ybar)
+        return ybar * (cache > 0), _no_params(ybar)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         return np.where(cache > 0, xdot, 0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -75,24 +76,22 @@ class GroupNorm(Module):
     def forward(self, theta, x, t=0.0):
         theta, x = self._check(theta, x)
         N = x.shape[0]
-        xg = x.reshape(N, self.groups, -1)
-        xc = xg - xg.mean(axis=2, keepdims=True)
-        r = 1.0 / np.sqrt(np.mean(xc * xc, axis=2, keepdims=True) + self.eps)
-        xhat = xc * r.astype(xc.dtype, copy=False)
-        gamma, beta = self._affine(theta, xhat.dtype)
-        y = xhat.reshape(N, self.channels, -1) * gamma + beta
-        return y.reshape(x.shape), _NormCache(xhat, r.astype(xhat.dtype, copy=False), x.shape)
+        xg = np.ascontiguousarray(x).reshape(N, self.groups, -1)
+        gamma, beta = self._affine(theta, xg.dtype)
+        xhat, y = np.empty_like(xg), np.empty_like(xg)
+        r = np.empty((N, self.groups, 1), xg.dtype)
+        _forward(xg, gamma[:, 0], beta[:, 0], self.eps, xhat, r, y)
+        return y.reshape(x.shape), _NormCache(xhat, r, x.shape)
 
     def vjp(self, theta, cache, ybar):
         ybar = expect_shape(self, ybar, cache.shape, "ȳ")
-        N = cache.shape[0]
-        yc = ybar.reshape(N, self.channels, -1)
         gamma, _ = self._affine(np.asarray(theta), cache.xhat.dtype)
-        xbar = self._standardised_dot(cache, (yc * gamma).reshape(cache.xhat.shape))
-        xhat_c = cache.xhat.reshape(yc.shape)
-        gbar = np.einsum("ncs,ncs->c", yc, xhat_c)
-        bbar = yc.sum(axis=(0, 2))
-        return xbar.reshape(cache.shape), np.concatenate([gbar, bbar])
+        yg = np.ascontiguousarray(ybar, dtype=cache.xhat.dtype).reshape(cache.xhat.shape)
+        xbar = np.empty_like(yg)
+        gbar, bbar = np.zeros(self.channels), np.zeros(self.channels)
+        _vjp(yg, cache.xhat, cache.r, gamma[:, 0], xbar, gbar, bbar)
+        return xbar.reshape(cache.shape), np.concatenate([gbar, bbar]).astype(
+            np.result_type(ybar, cache.xhat), copy=False)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         xdot = expect_shape(self, xdot, cache.shape, "ẋ")
@@ -137,3 +136,65 @@ class GroupNorm(Module):
     def __repr__(self) -> str:
         eps = "" if self.eps == 1e-5 else f", eps={self.eps:g}"
         return f"GroupNorm({self.groups}, {self.channels}{eps})"
+
+
+# -- compiled loops: one pass for the statistics, one to normalise (numpy needs six) -------------
+# Sums may be reassociated (vectorised): only round-off changes; NaN and inf still propagate.
+_FAST = {"reassoc", "contract"}
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _forward(x, gamma, beta, eps, xhat, r, y):
+    """x, xhat, y (N, G, M); r (N, G, 1); gamma, beta (C,) with C/G channels to a group."""
+    N, G, M = x.shape
+    per = gamma.shape[0] // G
+    S = M // per
+    for n in range(N):
+        for g in range(G):
+            mean = 0.0
+            for m in range(M):
+                mean += x[n, g, m]
+            mean /= M
+            var = 0.0
+            for m in range(M):
+                d = x[n, g, m] - mean
+                var += d * d
+            rr = 1.0 / np.sqrt(var / M + eps)
+            r[n, g, 0] = rr
+            for ci in range(per):
+                c = g * per + ci
+                a, b = gamma[c], beta[c]
+                for s in range(ci * S, (ci + 1) * S):
+                    xh = (x[n, g, s] - mean) * rr
+                    xhat[n, g, s] = xh
+                    y[n, g, s] = xh * a + b
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _vjp(ybar, xhat, r, gamma, xbar, gbar, bbar):
+    """x̄ = r (v - ⟨v⟩ - x̂ ⟨x̂ v⟩) with v = γ ȳ; γ̄ = Σ ȳ x̂ and β̄ = Σ ȳ per channel."""
+    N, G, M = ybar.shape
+    per = gamma.shape[0] // G
+    S = M // per
+    for n in range(N):
+        for g in range(G):
+            mean_v = 0.0
+            mean_xv = 0.0
+            for ci in range(per):
+                c = g * per + ci
+                sy = 0.0
+                sxy = 0.0
+                for s in range(ci * S, (ci + 1) * S):
+                    sy += ybar[n, g, s]
+                    sxy += ybar[n, g, s] * xhat[n, g, s]
+                gbar[c] += sxy
+                bbar[c] += sy
+                mean_v += gamma[c] * sy
+                mean_xv += gamma[c] * sxy
+            mean_v /= M
+            mean_xv /= M
+            rr = r[n, g, 0]
+            for ci in range(per):
+                a = gamma[g * per + ci]
+                for s in range(ci * S, (ci + 1) * S):
+                    xbar[n, g, s] = rr * (ybar[n, g, s] * a - mean_v - xhat[n, g, s] * mean_xv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..gradients import solve_vjp
+from ..solvers.controllers import PIController
 from .fused import fuse
 from .module import Module
 
@@ -82,6 +83,12 @@ class ODEBlock(Module):
         How ``vjp`` differentiates the solve (see :func:`symode.solve_vjp`).
     seminorm : bool
         Backward error control without the parameter adjoint.
+    error_norm : {"batch", "trajectory"}
+        ``"batch"`` (default, as in the Neural ODE paper's code): the minibatch is one state
+        and its RMS error meets the tolerance; ``"trajectory"``: every example on its own.
+    controller : PIController, optional
+        Step-size control; the default is the classical I controller
+        (``PIController(beta=0)``), which the paper's code used.
 
     Attributes
     ----------
@@ -91,14 +98,17 @@ class ODEBlock(Module):
 
     def __init__(self, net: Module, t0: float = 0.0, t1: float = 1.0, method: str = "dopri5",
                  rtol: float = 1e-3, atol: float = 1e-3, adjoint: str = "backsolve",
-                 seminorm: bool = False, step_size=None, n_steps=None, max_steps: int = 10_000):
+                 seminorm: bool = False, error_norm: str = "batch", controller=None,
+                 step_size=None, n_steps=None, max_steps: int = 10_000):
         self.children = (net,)
         self.net = net
         self.dynamics = NetworkDynamics(net)
         self.t0, self.t1 = float(t0), float(t1)
         self.options = dict(method=method, rtol=rtol, atol=atol, adjoint=adjoint,
-                            seminorm=seminorm, step_size=step_size, n_steps=n_steps,
-                            max_steps=max_steps)
+                            seminorm=seminorm, error_norm=error_norm,
+                            controller=PIController(beta=0.0) if controller is None else controller,
+                            step_size=step_size,
+                            n_steps=n_steps, max_steps=max_steps)
         self.nfe_forward = self.nfe_backward = 0
 
     def forward(self, theta, x, t=0.0):

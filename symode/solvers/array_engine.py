@@ -18,7 +18,9 @@ from .controllers import ERR_PREV_FLOOR, PIController, initial_step
 from .kernel_engine import EPS, MAX_STEPS, NON_FINITE, UNDERFLOW
 from .tableaus import ButcherTableau
 
-__all__ = ["integrate_arrays", "ArrayResult"]
+__all__ = ["integrate_arrays", "ArrayResult", "ERROR_NORMS"]
+
+ERROR_NORMS = ("trajectory", "batch")
 
 
 @dataclass
@@ -36,6 +38,10 @@ class ArrayResult:
 def _row_norm(x: np.ndarray) -> np.ndarray:
     x = x.reshape(x.shape[0], -1)
     return np.sqrt(np.mean(x * x, axis=1))
+
+
+def _rms_norm(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x * x)))
 
 
 def _max_norm(x: np.ndarray) -> float:
@@ -100,15 +106,20 @@ class _Stepper:
             y_new = y + h * _combine(self.b, ks)
         return ks, y_new
 
-    def error_ratio(self, h, ks, y, y_new, rtol, atol, norm_dims=None):
+    def error_ratio(self, h, ks, y, y_new, rtol, atol, norm_dims=None, whole_batch=False):
         """Per-trajectory error ratios (DOP853 combines its two estimates); with ``norm_dims``
-        only the first components of each (flat) row count (a seminorm)."""
+        only the first components of each (flat) row count (a seminorm); with
+        ``whole_batch`` the batch is one state: every row gets the ratio of the whole."""
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
         cut = (slice(None), slice(0, norm_dims)) if norm_dims else (Ellipsis,)
         e5 = (_combine(self.b_err, ks) / scale)[cut]
+        if whole_batch:
+            e5 = e5.reshape(1, -1)
         if self.b_err3 is None:
             return np.abs(h) * _row_norm(e5)
         e3 = (_combine(self.b_err3, ks) / scale)[cut]
+        if whole_batch:
+            e3 = e3.reshape(1, -1)
         n = e5[0].size
         s5 = (e5 * e5).reshape(len(e5), -1).sum(axis=1)
         s3 = (e3 * e3).reshape(len(e3), -1).sum(axis=1)
@@ -151,7 +162,7 @@ class _Stepper:
 
 def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first=None,
                      step_size=None, max_steps=10_000, controller=PIController(),
-                     norm_dims=None, record=None) -> ArrayResult:
+                     norm_dims=None, error_norm="trajectory", record=None) -> ArrayResult:
     """Integrate ``dy/dt = fun(t, y)`` for a batch stepped together.
 
     Parameters
@@ -170,6 +181,10 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     norm_dims : int, optional
         Only the first ``norm_dims`` components of each row enter the error norm (rows must
         be flat: ``y0`` of shape (batch, n)).
+    error_norm : {"trajectory", "batch"}
+        ``"trajectory"``: every trajectory's own RMS error must meet the tolerance (the step
+        follows the hardest one); ``"batch"``: the RMS over the whole batch, the batch being
+        one state (as torchdiffeq does; fewer steps, no per-trajectory guarantee).
     record : list, optional
         Receives ``(t, h, t_new, y)`` of every accepted step (for the adjoints).
 
@@ -178,6 +193,9 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     ArrayResult
     """
     batch, T = tgrid.shape
+    if error_norm not in ERROR_NORMS:
+        raise ValueError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
+    whole_batch = error_norm == "batch"
     t0 = float(tgrid[0, 0])
     t_end = float(tgrid[:, -1].max()) if tgrid[0, -1] >= t0 else float(tgrid[:, -1].min())
     direction = 1.0 if t_end >= t0 else -1.0
@@ -193,7 +211,8 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     k0 = st.call(t, y)
     if tab.adaptive:
         h = h_first or initial_step(lambda tt, yy: st.call(tt, yy), t, y, k0, direction,
-                                    tab.error_order, rtol, atol, abs(t_end - t0), _max_norm)
+                                    tab.error_order, rtol, atol, abs(t_end - t0),
+                                    _rms_norm if whole_batch else _max_norm)
         h = direction * min(h, abs(t_end - t0))
     else:
         nsteps = max(1, int(np.ceil(abs(t_end - t0) / step_size - 1e-9)))
@@ -211,7 +230,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
             h = t_end - t
         ks, y_new = st.step(t, y, k0, h)
         if tab.adaptive:
-            ratios = st.error_ratio(h, ks, y, y_new, rtol, atol, norm_dims)
+            ratios = st.error_ratio(h, ks, y, y_new, rtol, atol, norm_dims, whole_batch)
             err = float(np.max(ratios)) if np.all(np.isfinite(ratios)) else np.nan
         else:
             err = 0.0

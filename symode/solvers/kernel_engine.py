@@ -589,14 +589,16 @@ def cuda_kernel_options() -> str:
     return "" if config.ENABLE_CUDASIM else "cache=True"
 
 
-def compiled_kernel(dyn, tableau: ButcherTableau):
+def compiled_kernel(dyn, tableau: ButcherTableau, controller: PIController = PIController()):
     """The compiled integrator module (``solve_range``, ``solve_one``) of a SymbolicDynamics
-    for this tableau; built once per process, compiled once per cache directory."""
-    if tableau not in dyn.kernels:
-        spec = KernelSpec(tableau, dyn.dim, dyn.n_params)
+    for this tableau and step-size controller; built once per process, compiled once per cache
+    directory."""
+    key = tableau if controller == PIController() else (tableau, controller)
+    if key not in dyn.kernels:
+        spec = KernelSpec(tableau, dyn.dim, dyn.n_params, controller)
         text = emit_integrator(spec, dyn.rhs_source, f"{tableau.name} integrator")
-        dyn.kernels[tableau] = load_module(text, f"kernel_{tableau.name}")
-    return dyn.kernels[tableau]
+        dyn.kernels[key] = load_module(text, f"kernel_{tableau.name}")
+    return dyn.kernels[key]
 
 
 _pool: ThreadPoolExecutor | None = None

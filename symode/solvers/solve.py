@@ -11,7 +11,8 @@ from numpy.typing import ArrayLike
 from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import (MaxStepsError, NonFiniteError, ShapeError, StepSizeUnderflowError,
                       SymodeError, TimeGridError)
-from .array_engine import integrate_arrays
+from .array_engine import ERROR_NORMS, integrate_arrays
+from .controllers import PIController
 from .cuda_engine import (check_device, cuda_module, has_cupy, is_device_array, launch,
                           to_host)
 from .kernel_engine import (MAX_STEPS, NON_FINITE, OK, UNDERFLOW, KernelSpec, compiled_kernel,
@@ -28,7 +29,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
           method: str | ButcherTableau = "dopri5", rtol: float | ArrayLike = 1e-6,
           atol: float | ArrayLike = 1e-8, step_size: float | None = None,
           n_steps: int | None = None, first_step: float | None = None,
-          max_steps: int = 10_000, engine: str = "auto", device: str = "cpu") -> Solution:
+          max_steps: int = 10_000, engine: str = "auto", device: str = "cpu",
+          error_norm: str = "trajectory", controller: PIController | None = None) -> Solution:
     """Solve ``dy/dt = f(t, y, θ)`` for a batch of initial values, saving at the times ``t``.
 
     Parameters
@@ -61,6 +63,13 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     device : {"cpu", "cuda"}
         Where the kernel engine runs: CPU threads, or one GPU thread per trajectory (needs the
         ``cuda`` extra and an NVIDIA GPU). Arrays given on the GPU (cupy) come back on the GPU.
+    error_norm : {"trajectory", "batch"}
+        ``"trajectory"``: every trajectory meets the tolerance on its own. ``"batch"``: the
+        batch is one state and the RMS over all of it meets the tolerance, as in torchdiffeq
+        (fewer steps for large batches such as images; array engine only).
+    controller : PIController, optional
+        Step-size control of adaptive methods (default ``PIController()``: Hairer's PI
+        controller; ``PIController(beta=0)`` is the classical I controller of torchdiffeq).
 
     Returns
     -------
@@ -74,7 +83,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     """
     prep = prepare(system, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
-                   max_steps=max_steps, engine=engine, device=device)
+                   max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
+                   controller=controller)
     # GPU input: the states stay there as cupy arrays (without cupy they are copied back)
     y, stats = run(prep, keep_on_gpu=prep.on_gpu and has_cupy())
     return prep.solution(y, stats)
@@ -100,6 +110,8 @@ class Prepared:
     use_kernel: bool
     device: str = "cpu"
     on_gpu: bool = False     # y0 was given as a GPU array: return GPU arrays
+    error_norm: str = "trajectory"
+    controller: PIController = PIController()
 
     @property
     def batch(self) -> int:
@@ -115,12 +127,23 @@ class Prepared:
 
 def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8,
             step_size=None, n_steps=None, first_step=None, max_steps=10_000,
-            engine="auto", device="cpu") -> Prepared:
+            engine="auto", device="cpu", error_norm="trajectory", controller=None) -> Prepared:
     """Check every input of :func:`solve` and put it in the engines' layout."""
     tab = get_tableau(method)
     dyn = as_dynamics(system)
     if engine not in ENGINES:
         raise SymodeError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if error_norm not in ERROR_NORMS:
+        raise SymodeError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
+    controller = PIController() if controller is None else controller
+    if not isinstance(controller, PIController):
+        raise SymodeError(f"controller must be a symode PIController, got "
+                          f"{type(controller).__name__}")
+    if error_norm == "batch":
+        if engine == "kernel" or device == "cuda":
+            raise SymodeError('error_norm="batch" steps the batch together in the array engine; '
+                              'the kernel engine (and device="cuda") controls each trajectory')
+        engine = "array"
     check_device(device)
     if device == "cuda" and not isinstance(dyn, SymbolicDynamics):
         raise SymodeError(f"device='cuda' runs the kernel engine, which needs a symbolic "
@@ -154,7 +177,8 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
                             'solve a symbolic ODE with engine="kernel" to go forwards and '
                             'backwards in one batch')
     return Prepared(dyn, tab, y0_arr, single, out_dtype, tgrid, t_given, prm, rtol_a, atol_a,
-                    first_step, h_fixed, int(max_steps), use_kernel, device, on_gpu)
+                    first_step, h_fixed, int(max_steps), use_kernel, device, on_gpu, error_norm,
+                    controller)
 
 
 def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = False):
@@ -165,10 +189,11 @@ def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = Fa
     p = prep
     if p.use_kernel:
         res = _run_kernel(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
-                          p.h_fixed, p.max_steps, record or 0, p.device, keep_on_gpu)
+                          p.h_fixed, p.max_steps, record or 0, p.device, keep_on_gpu,
+                          p.controller)
     else:
         res = _run_arrays(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
-                          p.h_fixed, p.max_steps, record)
+                          p.h_fixed, p.max_steps, record, p.error_norm, p.controller)
     y, stats, status, fail = res[:4]
     raise_for_status(status, fail, p.tgrid, p.tab, p.rtol, p.atol, p.max_steps)
     return (y, stats) + tuple(res[4:])
@@ -330,7 +355,7 @@ def _check_steps(tab, step_size, n_steps, first_step, tgrid):
 
 # -- engines -----------------------------------------------------------------------------------
 def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,
-                record=0, device="cpu", keep_on_gpu=False):
+                record=0, device="cpu", keep_on_gpu=False, controller=PIController()):
     """Run the compiled integrator; with ``record > 0`` also return the first ``record``
     accepted steps of each trajectory (times, states, and how many steps there were)."""
     batch, T = tgrid.shape
@@ -349,7 +374,7 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
               int(max_steps))
     outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
     if device == "cuda":
-        module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params), dyn.rhs_source,
+        module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,
                              f"{tab.name} integrator", False, f"kernel_{tab.name}")
         dev = launch(module, "solve", batch, inputs, outputs)
         stats, status = dev[1].copy_to_host(), dev[2].copy_to_host()
@@ -358,7 +383,7 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
         if record:   # the recorded steps stay on the GPU for the adjoint
             rec_t, rec_y, rec_n = dev[4], dev[5], dev[6].copy_to_host()
     else:
-        run_batch(compiled_kernel(dyn, tab), batch, *inputs, *outputs)
+        run_batch(compiled_kernel(dyn, tab, controller), batch, *inputs, *outputs)
     result = out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
     return result + ((rec_t, rec_y, rec_n),) if record else result
 
@@ -384,11 +409,12 @@ def to_gpu(x):
 
 
 def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_steps,
-                record=None):
+                record=None, error_norm="trajectory", controller=PIController()):
     batch = y0.shape[0]
     res = integrate_arrays(lambda tt, yy: dyn.f(tt, yy, prm), tab, y0, tgrid, rtol, atol,
                            h_first=first_step, step_size=None if h_fixed is None
-                           else float(np.min(h_fixed)), max_steps=max_steps, record=record)
+                           else float(np.min(h_fixed)), max_steps=max_steps, record=record,
+                           error_norm=error_norm, controller=controller)
     ones = np.ones(batch, dtype=np.int64)
     stats = Stats(ones * res.nfev, ones * res.naccept, ones * res.nreject, shared=True)
     return res.y, stats, res.status, res.fail
