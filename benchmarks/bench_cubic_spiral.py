@@ -11,8 +11,12 @@ step (lr 1e-3, torch's defaults: alpha 0.99, eps 1e-8).
 
 Rows:
 
-* ``symode <adjoint>``: ``so.solve_vjp`` of ``nn.NetworkDynamics`` (float64; every window its
-  own adaptive step in the array engine) and the pullback; the optimizer is ``nn.RMSprop``.
+* ``symode <adjoint>``: ``so.solve_vjp`` of ``nn.NetworkDynamics`` (float64, the MLP compiled
+  whole by numba; the 20 windows stepped together in the array engine, the step set by the
+  worst window's error, or with ``--error-norm batch`` by the RMS over the batch as
+  torchdiffeq does) and the pullback; the optimizer is ``nn.RMSprop``. ``discrete`` is the
+  exact gradient of the solver's steps (what backprop through ``odeint`` computes);
+  ``backsolve`` and ``checkpoint`` are continuous adjoints (as ``odeint_adjoint``).
 * ``torchdiffeq odeint`` (backprop through the solver) and ``odeint_adjoint``: float32 as the
   demo, the 20 windows as one batched state (one step size for the batch),
   ``torch.set_num_threads`` as given.
@@ -82,7 +86,7 @@ def symode_theta(net, weights):
     return theta
 
 
-def run_symode(t, y, weights, draws, adjoint):
+def run_symode(t, y, weights, draws, adjoint, error_norm="trajectory"):
     net = cube_net()
     dyn = nn.NetworkDynamics(net)
     theta = symode_theta(net, weights)
@@ -96,7 +100,7 @@ def run_symode(t, y, weights, draws, adjoint):
         y0 = y[s]
         by = np.stack([y[s + i] for i in range(BATCH_TIME)])
         sol, pullback = so.solve_vjp(dyn, y0, bt, params=theta, rtol=RTOL, atol=ATOL,
-                                     adjoint=adjoint)
+                                     adjoint=adjoint, error_norm=error_norm)
         diff = sol.y - by
         g = pullback(np.sign(diff) / diff.size)
         theta, state = opt.step(theta, g.params, state)
@@ -160,7 +164,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iters", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--rows", default="backsolve,checkpoint,odeint,odeint_adjoint")
+    parser.add_argument("--rows", default="discrete,backsolve,checkpoint,odeint,odeint_adjoint")
+    parser.add_argument("--error-norm", default="trajectory", choices=["trajectory", "batch"],
+                        help="symode's error norm: per window, or the batch as one state "
+                             "(as torchdiffeq)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "output",
                                                       "cubic_spiral.json"))
     args = parser.parse_args()
@@ -171,8 +178,8 @@ def main():
     for row in args.rows.split(","):
         if row in ("backsolve", "checkpoint", "discrete"):
             run_symode(t, y, weights, draws[:2], row)                 # compile, warm caches
-            r = run_symode(t, y, weights, draws, row)
-            name = f"symode {row}"
+            r = run_symode(t, y, weights, draws, row, args.error_norm)
+            name = f"symode {row}" + (" (batch norm)" if args.error_norm == "batch" else "")
         else:
             try:
                 r = run_torch(t, y, weights, draws, row == "odeint_adjoint", args.threads)

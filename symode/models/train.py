@@ -157,10 +157,10 @@ def _progress(config, total, start):
         bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
         def update(h):
-            bar.update(1)
             bar.set_postfix(loss=f"{h['loss'][-1]:.3f}", acc=f"{h['acc'][-1]:.3f}",
                             nfe=f"{h['nfe_forward'][-1]}/{h['nfe_backward'][-1]}",
-                            s=f"{h['seconds'][-1]:.2f}")
+                            s=f"{h['seconds'][-1]:.2f}", refresh=False)
+            bar.update(1)
         return update
 
     def line(h):
