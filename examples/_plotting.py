@@ -34,3 +34,12 @@ def save(fig, name: str) -> Path:
     plt.close(fig)
     print(f"figure: {path}")
     return path
+
+
+def progress(iterable, **kwargs):
+    """``tqdm(iterable)`` when tqdm is installed, else the iterable itself."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, **kwargs)
