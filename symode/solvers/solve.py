@@ -75,7 +75,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     -------
     Solution
         ``sol.y`` has shape (T, batch, dim) ((T, dim) for a single ``y0`` of shape (dim,)).
-        Float32 input gives float32 output; the solve runs in float64.
+        Float32 input gives float32 output; a symbolic system is solved in float64, any other
+        dynamics (a network) in the dtype of ``y0``.
 
     Raises
     ------
