@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -36,7 +36,6 @@ class TrainConfig:
     max_steps: int | None = None        # stop after this many steps in total (for short runs)
     progress: bool = True
     log: Callable[[str], None] = print
-    history: dict = field(default_factory=dict)
 
 
 def ode_blocks(module: Module) -> list[ODEBlock]:
