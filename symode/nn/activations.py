@@ -21,6 +21,7 @@ the derived, compiled derivatives.
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 from types import ModuleType
 
@@ -69,6 +70,9 @@ def vjp_jvp(x, g, v):
 }
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 class Activation(Module):
     """The elementwise map ``y = f(x)`` of a sympy expression; no parameters.
 
@@ -102,6 +106,8 @@ class Activation(Module):
     >>> act.derivatives[0]                                                # doctest: +SKIP
     """
 
+    per_sample = True
+
     def __init__(self, expr, symbol, name: str | None = None,
                  heaviside_at_zero: float | None = None):
         symbol = sp.Symbol(symbol) if isinstance(symbol, str) else symbol
@@ -126,8 +132,10 @@ class Activation(Module):
         """The compiled module of :meth:`source` (compiled, or loaded from disk, on first use)."""
         order = _check_order(order)
         if order not in self._kernels:
-            tag = "activation_" + re.sub(r"\W", "_", self.name.lower())[:32]
-            self._kernels[order] = load_module(self._sources[order], tag)
+            with _LOAD_LOCK:                            # batch slices may ask at the same time
+                if order not in self._kernels:
+                    tag = "activation_" + re.sub(r"\W", "_", self.name.lower())[:32]
+                    self._kernels[order] = load_module(self._sources[order], tag)
         return self._kernels[order]
 
     def value(self, x: NDArray) -> NDArray:

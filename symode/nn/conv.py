@@ -69,7 +69,7 @@ def _geometry(H: int, W: int, kernel: tuple[int, int], stride: tuple[int, int],
     return _Geometry(H, W, kh, kw, ph, pw, ho, wo, index)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gather(xp, index, col):
     """``col[c, k, n, r] = xp[n, c, index[k, r]]``; xp (N, C, S), col (C, kh·kw, N, ho·wo)."""
     N, C = xp.shape[0], xp.shape[1]
@@ -81,7 +81,7 @@ def _gather(xp, index, col):
                     col[c, k, n, r] = xp[n, c, index[k, r]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _scatter_add(col, index, xp):
     """``xp[n, c, index[k, r]] += col[c, k, n, r]``, the adjoint of :func:`_gather`."""
     N, C = xp.shape[0], xp.shape[1]
@@ -168,6 +168,8 @@ class Conv2d(Module):
     bias : bool
         Whether the layer has ``bias``.
     """
+
+    per_sample = True
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size, stride=1, padding=0,
                  bias: bool = True):

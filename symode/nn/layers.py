@@ -62,6 +62,8 @@ class Linear(Module):
     #: Weight columns in front of those of ``x`` (the time column of :class:`ConcatLinear`).
     _extra_inputs = 0
 
+    per_sample = True
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         name = type(self).__name__
         self.in_features = _count(in_features, "in_features", name)
@@ -190,6 +192,8 @@ class ConcatSquashLinear(Module):
     in_features, out_features : int
     """
 
+    per_sample = True
+
     def __init__(self, in_features: int, out_features: int):
         self.in_features = _count(in_features, "in_features", "ConcatSquashLinear")
         self.out_features = _count(out_features, "out_features", "ConcatSquashLinear")
@@ -262,6 +266,8 @@ class Flatten(Module):
     """``(batch, d_1, ..., d_k) -> (batch, d_1·...·d_k)``; the batch axis is kept. No
     parameters. A ``(batch,)`` input becomes ``(batch, 1)``."""
 
+    per_sample = True
+
     def forward(self, theta, x, t=0.0):
         x = np.asarray(x)
         if x.ndim < 1:
@@ -290,6 +296,10 @@ class Residual(Module):
     ----------
     inner : Module
     """
+
+    @property
+    def per_sample(self) -> bool:
+        return self.inner.per_sample
 
     def __init__(self, inner: Module):
         if not isinstance(inner, Module):

@@ -12,17 +12,22 @@ derivatives are explicit:
 
 A layer implements ``vjp`` or, if it uses the time, ``vjp_t``; the base class derives the
 other. Containers split ``θ`` among their children in order.
+
+A module that maps each sample of the batch on its own declares ``per_sample = True``; runs of
+such layers in a :class:`Sequential` share out large batches among threads
+(:mod:`symode.nn.parallel`).
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ShapeError
+from . import parallel
 
 __all__ = ["Module", "Sequential", "expect_shape"]
 
@@ -40,6 +45,10 @@ class Module:
 
     #: Children in the order their parameters follow this module's own in ``θ``.
     children: tuple["Module", ...] = ()
+
+    #: Whether sample ``n`` of the output depends on sample ``n`` of the input alone (and the
+    #: module keeps no state between calls): then slices of a batch may run in threads.
+    per_sample: bool = False
 
     # -- parameters ----------------------------------------------------------------------------
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -124,37 +133,114 @@ class Module:
 
 
 class Sequential(Module):
-    """Modules applied in order; ``θ`` is their parameter vectors one after another."""
+    """Modules applied in order; ``θ`` is their parameter vectors one after another.
+
+    Each maximal run of per-sample children maps a large batch slice by slice in threads
+    (:mod:`symode.nn.parallel`); other children see the whole batch.
+    """
 
     def __init__(self, *layers: Module):
         if not all(isinstance(m, Module) for m in layers):
             raise TypeError("Sequential takes Module instances")
         self.children = tuple(layers)
 
+    @property
+    def per_sample(self) -> bool:
+        return all(c.per_sample for c in self.children)
+
+    @cached_property
+    def _runs(self) -> tuple[tuple[int, int, bool], ...]:
+        """``(start, stop, per_sample)`` of the maximal runs of children alike in per_sample."""
+        runs: list[list] = []
+        for i, c in enumerate(self.children):
+            if runs and runs[-1][2] == c.per_sample:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1, c.per_sample])
+        return tuple(tuple(r) for r in runs)
+
     def forward(self, theta, x, t=0.0):
+        thetas = self.child_thetas(theta)
         caches = []
-        for layer, th in zip(self.children, self.child_thetas(theta)):
-            x, c = layer.forward(th, x, t)
+        for a, b, per_sample in self._runs:
+            layers, ths = self.children[a:b], thetas[a:b]
+            slices = parallel.batch_slices(x) if per_sample else None
+            if slices is None:
+                x, c = _forward_run(layers, ths, x, t)
+            else:
+                parts = parallel.map_slices(
+                    lambda s, x=x: _forward_run(layers, ths, x[s], t), slices)
+                x = np.concatenate([p[0] for p in parts])
+                c = _Sliced(slices, [p[1] for p in parts])
             caches.append(c)
         return x, caches
 
     def vjp_t(self, theta, cache, ybar):
+        thetas = self.child_thetas(theta)
         thetabar = np.zeros_like(theta, dtype=np.result_type(theta, ybar))
         tbar = 0.0
-        k = len(thetabar)
-        for layer, th, c in reversed(list(zip(self.children, self.child_thetas(theta), cache))):
-            ybar, g, tb = layer.vjp_t(th, c, ybar)
-            k -= layer.n_params
-            thetabar[k:k + layer.n_params] = g
-            tbar += tb
+        for (a, b, _), c in zip(reversed(self._runs), reversed(cache)):
+            layers, ths = self.children[a:b], thetas[a:b]
+            lo, hi = self._child_slices[a].start, self._child_slices[b - 1].stop
+            if isinstance(c, _Sliced):
+                ybar = np.asarray(ybar)
+                parts = parallel.map_slices(
+                    lambda k, ybar=ybar: _vjp_run(layers, ths, c.caches[k], ybar[c.slices[k]]),
+                    range(len(c.slices)))
+                ybar = np.concatenate([p[0] for p in parts])
+                thetabar[lo:hi] = sum(p[1] for p in parts)
+                tbar += sum(p[2] for p in parts)
+            else:
+                ybar, thetabar[lo:hi], tb = _vjp_run(layers, ths, c, ybar)
+                tbar += tb
         return ybar, thetabar, tbar
 
     def jvp(self, theta, cache, xdot, thetadot=None):
+        thetas = self.child_thetas(theta)
         dots = [None] * len(self.children) if thetadot is None else self.child_thetas(thetadot)
-        for layer, th, c, td in zip(self.children, self.child_thetas(theta), cache, dots):
-            xdot = layer.jvp(th, c, xdot, td)
+        for (a, b, _), c in zip(self._runs, cache):
+            layers, ths, tds = self.children[a:b], thetas[a:b], dots[a:b]
+            if isinstance(c, _Sliced):
+                xdot = np.asarray(xdot)
+                parts = parallel.map_slices(
+                    lambda k, xdot=xdot: _jvp_run(layers, ths, c.caches[k], xdot[c.slices[k]],
+                                                  tds), range(len(c.slices)))
+                xdot = np.concatenate(parts)
+            else:
+                xdot = _jvp_run(layers, ths, c, xdot, tds)
         return xdot
 
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(c) for c in self.children)
         return f"Sequential(\n  {inner}\n)"
+
+
+class _Sliced(NamedTuple):
+    """Cache of a run of layers that mapped the batch slice by slice."""
+    slices: list[slice]
+    caches: list[list]
+
+
+def _forward_run(layers, thetas, x, t):
+    caches = []
+    for layer, th in zip(layers, thetas):
+        x, c = layer.forward(th, x, t)
+        caches.append(c)
+    return x, caches
+
+
+def _vjp_run(layers, thetas, caches, ybar):
+    """``(x̄, θ̄ of the run, t̄)``; θ̄ is the children's parameter vectors one after another."""
+    parts, tbar = [], 0.0
+    for layer, th, c in zip(reversed(layers), reversed(thetas), reversed(caches)):
+        ybar, g, tb = layer.vjp_t(th, c, ybar)
+        parts.append(np.asarray(g).ravel())
+        tbar += tb
+    grads = np.concatenate(parts[::-1]) if parts else np.zeros(0)
+    return ybar, grads, tbar
+
+
+def _jvp_run(layers, thetas, caches, xdot, thetadots):
+    for layer, th, c, td in zip(layers, thetas, caches, thetadots):
+        xdot = layer.jvp(th, c, xdot, td)
+    return xdot

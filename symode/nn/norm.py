@@ -56,6 +56,8 @@ class GroupNorm(Module):
         Added to the variance, ``> 0``.
     """
 
+    per_sample = True
+
     def __init__(self, groups: int, channels: int, eps: float = 1e-5):
         if int(groups) != groups or int(channels) != channels or groups < 1 or channels < 1:
             raise ValueError(f"GroupNorm: groups and channels must be positive integers, got "
@@ -143,7 +145,7 @@ class GroupNorm(Module):
 _FAST = {"reassoc", "contract"}
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _forward(x, gamma, beta, eps, xhat, r, y):
     """x, xhat, y (N, G, M); r (N, G, 1); gamma, beta (C,) with C/G channels to a group."""
     N, G, M = x.shape
@@ -170,7 +172,7 @@ def _forward(x, gamma, beta, eps, xhat, r, y):
                     y[n, g, s] = xh * a + b
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
 def _vjp(ybar, xhat, r, gamma, xbar, gbar, bbar):
     """x̄ = r (v - ⟨v⟩ - x̂ ⟨x̂ v⟩) with v = γ ȳ; γ̄ = Σ ȳ x̂ and β̄ = Σ ȳ per channel."""
     N, G, M = ybar.shape

@@ -46,6 +46,8 @@ class AdaptiveAvgPool2d(Module):
         ``(oh, ow)``; an int ``k`` means ``(k, k)``. ``1`` gives the global average.
     """
 
+    per_sample = True
+
     def __init__(self, output_size):
         size = (output_size, output_size) if isinstance(output_size, (int, np.integer)) \
             else tuple(output_size)
