@@ -10,10 +10,12 @@ cross-entropy, backward and an SGD update (momentum 0.9).
 
 Both sides start from the same weights (symode's initializer, copied into torch), take the
 same batches (real MNIST from ``--data`` when present, else random images with a note) and
-run in float32. torch uses ``torch.set_num_threads(--threads)``; symode uses numpy's BLAS and
-numba threads as configured by the environment. Reported: median and mean seconds per step
-after ``--warmup`` steps, and the ODE block's forward/backward function evaluations (they
-differ between the libraries: error norms and step-size controllers differ in detail).
+run in float32 on ``--threads`` threads (``torch.set_num_threads``; symode's
+``nn.parallel.set_num_threads``, BLAS included). The two libraries take turns, one step each
+on the same batch, so that both see the same machine load; reported are the median and mean
+seconds per step after ``--warmup`` steps, the median of the per-step time ratios, and the ODE
+block's forward/backward function evaluations (they differ between the libraries: error norms
+and step-size controllers differ in detail).
 
 Run:  python benchmarks/bench_mnist_step.py [--steps 10] [--data ../shared/data/mnist]
 """
@@ -30,6 +32,7 @@ import numpy as np
 from symode.models.odenet import odenet
 from symode.models.train import ode_blocks
 from symode.nn import SGD, softmax_cross_entropy
+from symode.nn.parallel import get_num_threads, set_num_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,22 +52,22 @@ def load_batches(data_dir, n, batch, rng):
     return [(x[i], y[i]) for i in idx], note
 
 
-def run_symode(theta, batches, warmup):
+def symode_stepper(theta):
+    """One training step of symode's ODE-Net per call: ``step(x, y) -> (NFE fwd, NFE bwd)``."""
     model = odenet()
     block = ode_blocks(model)[0]
     opt = SGD(lr=0.1, momentum=0.9)
-    state = opt.init(theta)
-    times, nfe = [], []
-    for k, (x, y) in enumerate(batches):
-        start = time.perf_counter()
+    state = [theta, opt.init(theta)]
+
+    def step(x, y):
+        theta, opt_state = state
         logits, cache = model.forward(theta, x)
         loss, dlogits = softmax_cross_entropy(logits, y)
         _, grad = model.vjp(theta, cache, dlogits)
-        theta, state = opt.step(theta, grad, state)
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-            nfe.append((block.nfe_forward, block.nfe_backward))
-    return times, nfe
+        state[:] = opt.step(theta, grad, opt_state)
+        return block.nfe_forward, block.nfe_backward
+
+    return step
 
 
 def torch_model(theta_named):
@@ -123,17 +126,16 @@ def torch_model(theta_named):
     return model
 
 
-def run_torch(theta_named, batches, warmup, threads):
+def torch_stepper(theta_named):
+    """The same step in torch + torchdiffeq."""
     import torch
 
-    torch.set_num_threads(threads)
     model = torch_model(theta_named)
     func = model[7].odefunc
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     lossf = torch.nn.CrossEntropyLoss()
-    times, nfe = [], []
-    for k, (x, y) in enumerate(batches):
-        start = time.perf_counter()
+
+    def step(x, y):
         xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
         opt.zero_grad()
         func.nfe = 0
@@ -142,17 +144,16 @@ def run_torch(theta_named, batches, warmup, threads):
         func.nfe = 0
         loss.backward()
         opt.step()
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-            nfe.append((nf, func.nfe))
-    return times, nfe
+        return nf, func.nfe
+
+    return step
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=get_num_threads())
     parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data",
                                                        "mnist"))
     parser.add_argument("--rows", default="symode,torch")
@@ -163,30 +164,42 @@ def main():
     batches, note = load_batches(args.data, args.steps + args.warmup, 128, rng)
     print(f"data: {note}; {model.n_params} parameters; {args.steps} timed steps after "
           f"{args.warmup} warm-up")
-    results = {}
+    set_num_threads(args.threads)
+    steppers = {}
     for row in args.rows.split(","):
         if row == "symode":
-            times, nfe = run_symode(theta.copy(), batches, args.warmup)
-        else:
+            steppers[row] = symode_stepper(theta.copy())
+        elif row == "torch":
             try:
-                times, nfe = run_torch(model.named_views(theta.copy()), batches, args.warmup,
-                                       args.threads)
+                import torch
             except ImportError as exc:
                 print(f"torch: skipped ({exc})")
                 continue
-        nfe = np.array(nfe)
-        results[row] = dict(times=times, nfe=nfe.tolist())
-        print(f"{row:8s} {np.median(times):7.3f} s/step median, {np.mean(times):7.3f} mean; "
-              f"NFE forward {nfe[:, 0].mean():.1f}, backward {nfe[:, 1].mean():.1f}",
-              flush=True)
+            torch.set_num_threads(args.threads)
+            steppers[row] = torch_stepper(model.named_views(theta.copy()))
+        else:
+            raise SystemExit(f"unknown row {row!r}: use symode and/or torch")
+    results = {row: dict(times=[], nfe=[]) for row in steppers}
+    for k, (x, y) in enumerate(batches):                     # the libraries take turns
+        for row, step in steppers.items():
+            start = time.perf_counter()
+            nfe = step(x, y)
+            if k >= args.warmup:
+                results[row]["times"].append(time.perf_counter() - start)
+                results[row]["nfe"].append(list(nfe))
+    for row, r in results.items():
+        nfe = np.array(r["nfe"])
+        print(f"{row:8s} {np.median(r['times']):7.3f} s/step median, {np.mean(r['times']):7.3f} "
+              f"mean; NFE forward {nfe[:, 0].mean():.1f}, backward {nfe[:, 1].mean():.1f}")
     if len(results) == 2:
-        print(f"symode / torch time per step: "
-              f"{np.mean(results['symode']['times']) / np.mean(results['torch']['times']):.2f}; "
+        ts, tt = (np.array(results[r]["times"]) for r in ("symode", "torch"))
+        print(f"symode / torch time per step: median of step ratios {np.median(ts / tt):.2f} "
+              f"(ratio of means {ts.mean() / tt.mean():.2f}); "
               f"per function evaluation: "
               f"{_per_eval(results['symode']) / _per_eval(results['torch']):.2f}")
     os.makedirs(os.path.join(HERE, "output"), exist_ok=True)
     with open(os.path.join(HERE, "output", "mnist_step.json"), "w") as fh:
-        json.dump(dict(note=note, steps=args.steps, results=results), fh)
+        json.dump(dict(note=note, steps=args.steps, threads=args.threads, results=results), fh)
 
 
 def _per_eval(r):

@@ -303,7 +303,7 @@ class ConcatConv2d(Conv2d):
         xbar = _col2im(weight.T @ Ybar, cache.geo, *cache.x_shape[:2])
         N, O = cache.y_shape[:2]
         Ysum = Ybar.reshape(O, N, -1).sum(axis=1)                            # (out, ho·wo)
-        ones = _ones_col(cache.geo, Ysum.dtype)                              # (kh·kw, ho·wo)
+        ones = self._ones_col(cache.geo, Ysum.dtype)                         # (kh·kw, ho·wo)
         tbar = float(np.vdot(Ysum, self._time_map(theta, cache.geo, Ysum.dtype)))
         wbar = np.concatenate([cache.t * (Ysum @ ones.T),                    # time channel
                                (Ybar @ cache.col.T)], axis=1)
@@ -321,9 +321,17 @@ class ConcatConv2d(Conv2d):
         """``m = W_t·col(1)`` of shape ``(out, ho·wo)``: the output of a unit time channel."""
         taps = self.kernel_size[0] * self.kernel_size[1]
         w_t = self.views(np.asarray(theta))["weight"].reshape(self.out_ch, -1)[:, :taps]
-        return w_t.astype(dtype, copy=False) @ _ones_col(geo, dtype)
+        return w_t.astype(dtype, copy=False) @ self._ones_col(geo, dtype)
+
+    def _ones_col(self, geo: _Geometry, dtype) -> NDArray:
+        return _ones_col(geo.H, geo.W, self.kernel_size, self.stride, self.padding,
+                         np.dtype(dtype))
 
 
-def _ones_col(geo: _Geometry, dtype) -> NDArray:
-    """im2col of one all-ones channel, ``(kh·kw, ho·wo)``: 1 where a tap sees the image, else 0."""
-    return _im2col(np.ones((1, 1, geo.H, geo.W), dtype), geo)
+@lru_cache(maxsize=64)
+def _ones_col(H: int, W: int, kernel, stride, padding, dtype) -> NDArray:
+    """im2col of one all-ones channel, ``(kh·kw, ho·wo)``: 1 where a tap sees the image, else 0
+    (read-only, shared)."""
+    col = _im2col(np.ones((1, 1, H, W), dtype), _geometry(H, W, kernel, stride, padding))
+    col.setflags(write=False)
+    return col
