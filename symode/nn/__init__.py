@@ -18,7 +18,7 @@ from .layers import ConcatLinear, ConcatSquashLinear, Flatten, Linear, Residual
 from .losses import accuracy, gaussian_nll, kl_diag_gaussians, mse, softmax_cross_entropy
 from .module import Module, Sequential
 
-from . import schedules
+from . import parallel, schedules
 from .conv import ConcatConv2d, Conv2d
 from .io import load_checkpoint, load_params, save_checkpoint, save_params
 from .norm import GroupNorm
@@ -43,5 +43,5 @@ __all__ = [
     "Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm",
     "save_params", "load_params", "save_checkpoint", "load_checkpoint",
     # submodules
-    "init", "schedules",
+    "init", "parallel", "schedules",
 ]
