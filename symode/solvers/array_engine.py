@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numba
 import numpy as np
 
 from .controllers import ERR_PREV_FLOOR, PIController, initial_step
@@ -61,6 +62,152 @@ def _combine(terms, ks):
     return acc
 
 
+# -- compiled stage sums for large states: one pass over memory instead of two per term ----------
+#: States with fewer elements stay with numpy (the compiled call's fixed cost would dominate).
+FAST_MIN_SIZE = 10_000
+_PAD = 16        # stage arrays are passed as a tuple of this length (one compiled signature)
+_BLOCK = 1024    # elements summed at a time, in a buffer that stays in cache
+
+
+@numba.njit(cache=True, nogil=True)
+def _axpy_kernel(out, y, h, coeffs, ks):
+    """out = y + h Σ_j coeffs[j] ks[j] over the first len(coeffs) flat arrays of ``ks``, in
+    numpy's order and dtypes (coeffs has the stages' dtype, h that of ``h * Σ``)."""
+    acc = np.empty(_BLOCK, coeffs.dtype)
+    for s in range(0, out.size, _BLOCK):
+        e = min(s + _BLOCK, out.size)
+        k, c = ks[0][s:e], coeffs[0]
+        for i in range(e - s):
+            acc[i] = c * k[i]
+        for j in range(1, coeffs.size):
+            k, c = ks[j][s:e], coeffs[j]
+            for i in range(e - s):
+                acc[i] = acc[i] + c * k[i]
+        o, yb = out[s:e], y[s:e]
+        for i in range(e - s):
+            o[i] = yb[i] + h * acc[i]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scaled_squares(sq, acc, s, e, ks, idx, coeffs, y, y_new, rtol, atol):
+    """sq[:e-s] = (Σ_j coeffs[j] ks[idx[j]] / (atol + rtol max(|y|, |y_new|)))² on [s, e), in
+    numpy's order and dtypes (acc and coeffs have the stages' dtype)."""
+    n = e - s
+    acc[:n] = 0
+    for j in range(coeffs.size):
+        k, c = ks[idx[j]][s:e], coeffs[j]
+        for i in range(n):
+            acc[i] = acc[i] + c * k[i]
+    yb, ynb = y[s:e], y_new[s:e]
+    for i in range(n):
+        u, v = abs(yb[i]), abs(ynb[i])
+        q = acc[i] / (atol + rtol * (u if u > v or u != u else v))   # np.maximum's NaN
+        sq[i] = q * q
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _add_row_sums(a, s, e, width, ncols, out):
+    """out[r] += the sum of a[:e-s] (elements s..e-1) over row r's first ncols columns."""
+    p = s
+    while p < e:
+        row = p // width * width
+        stop = min(e, row + ncols)
+        if p < stop:
+            t = 0.0
+            for i in range(p - s, stop - s):
+                t += a[i]
+            out[row // width] += t
+        p = min(e, row + width)
+
+
+@numba.njit(cache=True, nogil=True)
+def _err_kernel(y, y_new, rtol, atol, ks, i5, c5, i3, c3, width, ncols, s5, s3):
+    """Per row of ``width`` elements, the sums (in float64) over its first ``ncols`` of
+    (Σ c_j ks[i_j] / sc)² with sc = atol + rtol max(|y|, |y_new|), for (i5, c5) and (when not
+    empty) (i3, c3)."""
+    sq, acc = np.empty(_BLOCK), np.empty(_BLOCK, c5.dtype)
+    for s in range(0, y.size, _BLOCK):
+        e = min(s + _BLOCK, y.size)
+        col = s % width
+        if col >= ncols and e <= s - col + width:       # only columns past ncols
+            continue
+        _scaled_squares(sq, acc, s, e, ks, i5, c5, y, y_new, rtol, atol)
+        _add_row_sums(sq, s, e, width, ncols, s5)
+        if c3.size:
+            _scaled_squares(sq, acc, s, e, ks, i3, c3, y, y_new, rtol, atol)
+            _add_row_sums(sq, s, e, width, ncols, s3)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _flat_stages(arrays, shape):
+    """The arrays flattened (no copy) and padded to a tuple of ``_PAD`` (one numba type), or
+    None unless all are writeable, C-contiguous float32/float64 ndarrays of ``shape`` and one
+    dtype."""
+    if not arrays or len(arrays) > _PAD:
+        return None
+    dt = getattr(arrays[0], "dtype", None)
+    if dt is None or dt not in _FLOATS:             # (np.dtype(None) is float64)
+        return None
+    for a in arrays:
+        if not (isinstance(a, np.ndarray) and a.dtype == dt and a.shape == shape
+                and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned):
+            return None
+    flat = tuple(a.reshape(-1) for a in arrays)
+    return flat + flat[:1] * (_PAD - len(flat))
+
+
+def _fast_ok(y):
+    """Whether ``y`` is a state the compiled loops take."""
+    return (isinstance(y, np.ndarray) and y.size >= FAST_MIN_SIZE and y.dtype in _FLOATS
+            and y.flags.c_contiguous)
+
+
+def _real_scalar(x) -> bool:
+    """Whether ``x`` is a real number (a tolerance the compiled error loop takes)."""
+    return np.ndim(x) == 0 and np.asarray(x).dtype.kind in "fiu"
+
+
+def _stage_sum(y, h, terms, ks):
+    """``y + h * _combine(terms, ks)`` of a large float state in one compiled pass (same
+    dtype and value as numpy's)."""
+    flat = _flat_stages([ks[i] for i, _ in terms], y.shape)
+    hdt = np.result_type(h, flat[0].dtype) if flat else None          # that of h * Σ
+    if hdt is None or hdt not in _FLOATS:
+        return y + h * _combine(terms, ks)
+    out = np.empty(y.shape, np.result_type(y, hdt))
+    coeffs = np.array([c for _, c in terms], flat[0].dtype)
+    _axpy_kernel(out.reshape(-1), y.reshape(-1), hdt.type(h), coeffs, flat)
+    return out
+
+
+def _error_sums(b_err, b_err3, ks, y, y_new, rtol, atol, norm_dims):
+    """Per row, the sums of squares of the scaled error estimates (b_err, b_err3) and the
+    number of elements they run over, compiled; None where numpy must do it (small or
+    non-float states, array tolerances, ...)."""
+    if not (_fast_ok(y) and _fast_ok(y_new) and y_new.shape == y.shape
+            and _real_scalar(rtol) and _real_scalar(atol)):
+        return None
+    if norm_dims and (norm_dims < 0 or y.ndim != 2):
+        return None
+    tol = np.result_type(atol, rtol, y, y_new)                    # numpy's dtype of the scale
+    sets = (b_err, b_err3 or ())
+    used = sorted({i for i, _ in sets[0] + sets[1]})
+    flat = _flat_stages([ks[i] for i in used], y.shape)
+    if flat is None or tol not in _FLOATS:
+        return None
+    i5, i3 = (np.array([used.index(i) for i, _ in t], np.int64) for t in sets)
+    c5, c3 = (np.array([c for _, c in t], flat[0].dtype) for t in sets)
+    rows = y.shape[0]
+    width = y.size // rows
+    ncols = min(norm_dims, width) if norm_dims else width
+    s5, s3 = np.zeros(rows), np.zeros(rows)
+    _err_kernel(y.reshape(-1), y_new.reshape(-1), tol.type(rtol), tol.type(atol), flat,
+                i5, c5, i3, c3, width, ncols, s5, s3)
+    return s5, s3, ncols
+
+
 @lru_cache(maxsize=None)
 def _coefficients(tab: ButcherTableau) -> dict:
     """The tableau as Python floats, non-zero terms only (once per tableau)."""
@@ -96,20 +243,33 @@ class _Stepper:
         """Stages k_0..k_{s-1} and the new state."""
         ks, last = [k0], self.n_stages - 1
         y_new = None
+        fast = _fast_ok(y) and isinstance(h, (float, int, np.floating))
         for j in range(1, self.n_stages):
-            inc = _combine(self.a[j], ks)
-            ys = y if inc is None else y + h * inc
+            if fast:
+                ys = _stage_sum(y, h, self.a[j], ks) if self.a[j] else y
+            else:
+                inc = _combine(self.a[j], ks)
+                ys = y if inc is None else y + h * inc
             if self.fsal and j == last:
                 y_new = ys
             ks.append(self.call(t + self.c[j] * h, ys))
         if y_new is None:
-            y_new = y + h * _combine(self.b, ks)
+            y_new = _stage_sum(y, h, self.b, ks) if fast else y + h * _combine(self.b, ks)
         return ks, y_new
 
     def error_ratio(self, h, ks, y, y_new, rtol, atol, norm_dims=None, whole_batch=False):
         """Per-trajectory error ratios (DOP853 combines its two estimates); with ``norm_dims``
         only the first components of each (flat) row count (a seminorm); with
         ``whole_batch`` the batch is one state: every row gets the ratio of the whole."""
+        sums = _error_sums(self.b_err, self.b_err3, ks, y, y_new, rtol, atol, norm_dims)
+        if sums is not None:
+            s5, s3, n = sums
+            if whole_batch:
+                s5, s3, n = s5.sum(keepdims=True), s3.sum(keepdims=True), n * len(s5)
+            if self.b_err3 is None:
+                return np.abs(h) * np.sqrt(s5 / n)
+            denom = np.where(s5 + s3 == 0, 1.0, np.sqrt((s5 + 0.01 * s3) * n))
+            return np.abs(h) * s5 / denom
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
         cut = (slice(None), slice(0, norm_dims)) if norm_dims else (Ellipsis,)
         e5 = (_combine(self.b_err, ks) / scale)[cut]
