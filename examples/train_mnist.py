@@ -7,7 +7,9 @@ Training as in the paper's code: SGD with momentum 0.9, batch 128, learning rate
 ODE block (forward/backward) and seconds per step; the test error is printed after each epoch.
 A checkpoint is written atomically every ``--checkpoint-every`` steps and at each epoch's end;
 ``--resume`` continues from it exactly (same batches, same numbers). The history (per step and
-per epoch) goes to a JSON file and a figure.
+per epoch) goes to a JSON file and a figure. Each batch is shared out among ``--threads``
+threads (default: all CPUs; ``symode.nn.parallel``); a resumed run should use the same number,
+as the order of the batch sums, and so the round-off, depends on it.
 
 Run:  python examples/train_mnist.py --data ../shared/data/mnist --model odenet --epochs 1
       python examples/train_mnist.py --data DIR --model odenet --epochs 1 --resume
@@ -49,11 +51,15 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads that share out each batch (default: all CPUs; 1: none)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads is not None:
+        nn.parallel.set_num_threads(args.threads)
     x_train, y_train = load_mnist(args.data, "train")
     x_test, y_test = load_mnist(args.data, "test")
     x_train, x_test = as_float(x_train[:args.subset]), as_float(x_test[:args.test_subset])

@@ -129,3 +129,30 @@ def test_per_sample_flags():
     assert nn.Residual(nn.Linear(2, 2)).per_sample
     assert not nn.Sequential(nn.Linear(2, 2), BatchMean()).per_sample
     assert not nn.ODEBlock(nn.Linear(2, 2)).per_sample          # the batch shares its steps
+
+
+def test_ode_block_with_a_sliced_network_matches_one_thread(split_everything, monkeypatch):
+    """The ODE block sees the whole batch (shared steps); its dynamics run on slices."""
+    calls = []
+    map_slices = parallel.map_slices
+    monkeypatch.setattr(parallel, "map_slices", lambda fn, s: calls.append(1) or map_slices(fn, s))
+    rng = np.random.default_rng(2)
+    net = nn.Sequential(nn.GroupNorm(2, 4), nn.Tanh(), nn.ConcatConv2d(4, 4, 3, padding=1))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1),
+                          nn.ODEBlock(net, rtol=1e-6, atol=1e-6, adjoint="backsolve"),
+                          nn.Flatten(), nn.Linear(64, 3))
+    theta = model.init(rng)
+    x = rng.standard_normal((6, 1, 4, 4))
+    ybar = rng.standard_normal((6, 3))
+
+    def run():
+        y, cache = model.forward(theta, x)
+        return (y,) + model.vjp(theta, cache, ybar) + (cache,)
+
+    *got, cache = run()
+    assert [type(c) for c in cache] == [_Sliced, list, _Sliced]
+    assert len(calls) > 4 + model.children[1].nfe_forward             # 2 runs x 2 ways + f's
+    with parallel.num_threads(1):
+        *want, _ = run()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
