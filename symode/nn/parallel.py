@@ -10,7 +10,8 @@ each slice in a thread pool, and joins the slices.
 While the slices run, BLAS is held to one thread (through ``threadpoolctl``), so the threads
 split the whole work, matrix products and compiled loops alike, instead of fighting BLAS's own
 threads. Results equal the serial ones up to the order of the sums over the batch (round-off);
-for a given thread count they are reproducible.
+for a given thread count they are reproducible. The BLAS limit is process-wide: BLAS calls
+that other threads of the program make meanwhile also run on one thread.
 
 ``set_num_threads(n)`` sets the number of slices (``1`` turns splitting off); the default is
 the number of CPUs this process may use, or ``SYMODE_NUM_THREADS`` when set.
@@ -120,6 +121,16 @@ def _get_pool() -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(max(get_num_threads() - 1, 1),
                                        thread_name_prefix="symode-batch")
         return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts its own pool when needed."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,7 @@
 """Batch slices in threads: the same maps and derivatives as one whole-batch pass."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -156,3 +158,23 @@ def test_ode_block_with_a_sliced_network_matches_one_thread(split_everything, mo
         *want, _ = run()
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+
+def test_a_forked_child_gets_its_own_threads(split_everything):
+    import multiprocessing as mp
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    theta = net.init(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((6, 3))
+    want = net(theta, x)                                       # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with warnings.catch_warnings():                 # Python 3.12+ warns of fork with threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_sliced_in_child, (net, theta, x)).get(timeout=60)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def _sliced_in_child(net, theta, x):
+    parallel.MIN_SLICE_BYTES = 1
+    return net(theta, x)
