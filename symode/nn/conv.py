@@ -324,12 +324,12 @@ class ConcatConv2d(Conv2d):
         return w_t.astype(dtype, copy=False) @ self._ones_col(geo, dtype)
 
     def _ones_col(self, geo: _Geometry, dtype) -> NDArray:
-        return _ones_col(geo.H, geo.W, self.kernel_size, self.stride, self.padding,
-                         np.dtype(dtype))
+        return _unit_patches(geo.H, geo.W, self.kernel_size, self.stride, self.padding,
+                             np.dtype(dtype))
 
 
 @lru_cache(maxsize=64)
-def _ones_col(H: int, W: int, kernel, stride, padding, dtype) -> NDArray:
+def _unit_patches(H: int, W: int, kernel, stride, padding, dtype) -> NDArray:
     """im2col of one all-ones channel, ``(kh·kw, ho·wo)``: 1 where a tap sees the image, else 0
     (read-only, shared)."""
     col = _im2col(np.ones((1, 1, H, W), dtype), _geometry(H, W, kernel, stride, padding))

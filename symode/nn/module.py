@@ -168,8 +168,7 @@ class Sequential(Module):
             if slices is None:
                 x, c = _forward_run(layers, ths, x, t)
             else:
-                parts = parallel.map_slices(
-                    lambda s, x=x: _forward_run(layers, ths, x[s], t), slices)
+                parts = parallel.map_slices(lambda s: _forward_run(layers, ths, x[s], t), slices)
                 x = np.concatenate([p[0] for p in parts])
                 c = _Sliced(slices, [p[1] for p in parts])
             caches.append(c)
@@ -181,18 +180,11 @@ class Sequential(Module):
         tbar = 0.0
         for (a, b, _), c in zip(reversed(self._runs), reversed(cache)):
             layers, ths = self.children[a:b], thetas[a:b]
-            lo, hi = self._child_slices[a].start, self._child_slices[b - 1].stop
-            if isinstance(c, _Sliced):
-                ybar = np.asarray(ybar)
-                parts = parallel.map_slices(
-                    lambda k, ybar=ybar: _vjp_run(layers, ths, c.caches[k], ybar[c.slices[k]]),
-                    range(len(c.slices)))
-                ybar = np.concatenate([p[0] for p in parts])
-                thetabar[lo:hi] = sum(p[1] for p in parts)
-                tbar += sum(p[2] for p in parts)
-            else:
-                ybar, thetabar[lo:hi], tb = _vjp_run(layers, ths, c, ybar)
-                tbar += tb
+            parts = _each_slice(c, ybar, lambda cc, yb: _vjp_run(layers, ths, cc, yb))
+            ybar = _join([p[0] for p in parts])
+            thetabar[self._child_slices[a].start:self._child_slices[b - 1].stop] = \
+                sum(p[1] for p in parts)
+            tbar += sum(p[2] for p in parts)
         return ybar, thetabar, tbar
 
     def jvp(self, theta, cache, xdot, thetadot=None):
@@ -200,14 +192,7 @@ class Sequential(Module):
         dots = [None] * len(self.children) if thetadot is None else self.child_thetas(thetadot)
         for (a, b, _), c in zip(self._runs, cache):
             layers, ths, tds = self.children[a:b], thetas[a:b], dots[a:b]
-            if isinstance(c, _Sliced):
-                xdot = np.asarray(xdot)
-                parts = parallel.map_slices(
-                    lambda k, xdot=xdot: _jvp_run(layers, ths, c.caches[k], xdot[c.slices[k]],
-                                                  tds), range(len(c.slices)))
-                xdot = np.concatenate(parts)
-            else:
-                xdot = _jvp_run(layers, ths, c, xdot, tds)
+            xdot = _join(_each_slice(c, xdot, lambda cc, xd: _jvp_run(layers, ths, cc, xd, tds)))
         return xdot
 
     def __repr__(self) -> str:
@@ -219,6 +204,20 @@ class _Sliced(NamedTuple):
     """Cache of a run of layers that mapped the batch slice by slice."""
     slices: list[slice]
     caches: list[list]
+
+
+def _each_slice(cache, arr, fn) -> list:
+    """``[fn(cache, arr)]``, or for a :class:`_Sliced` cache ``fn`` on every slice of ``arr``
+    with that slice's cache, in threads."""
+    if not isinstance(cache, _Sliced):
+        return [fn(cache, arr)]
+    arr = np.asarray(arr)
+    return parallel.map_slices(lambda k: fn(cache.caches[k], arr[cache.slices[k]]),
+                               range(len(cache.slices)))
+
+
+def _join(arrays: list) -> NDArray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _forward_run(layers, thetas, x, t):
@@ -236,8 +235,7 @@ def _vjp_run(layers, thetas, caches, ybar):
         ybar, g, tb = layer.vjp_t(th, c, ybar)
         parts.append(np.asarray(g).ravel())
         tbar += tb
-    grads = np.concatenate(parts[::-1]) if parts else np.zeros(0)
-    return ybar, grads, tbar
+    return ybar, np.concatenate(parts[::-1]), tbar
 
 
 def _jvp_run(layers, thetas, caches, xdot, thetadots):

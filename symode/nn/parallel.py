@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
-__all__ = ["get_num_threads", "set_num_threads", "batch_slices", "map_slices"]
+__all__ = ["get_num_threads", "set_num_threads", "num_threads", "batch_slices", "map_slices"]
 
 #: Batches smaller than this (bytes per slice of the input) are not split: below it, the
 #: threads' start-up and joining cost more than they save.
