@@ -285,6 +285,7 @@ def gradient(n, repeat, skip):
         ("symode cuda backsolve+seminorm",
          lambda: grad_symode(ode, y0, "cuda", "backsolve", True)),
         ("symode cuda checkpoint", lambda: grad_symode(ode, y0, "cuda", "checkpoint")),
+        ("symode cuda discrete", lambda: grad_symode(ode, y0, "cuda", "discrete")),
         ("symode cpu checkpoint", lambda: grad_symode(ode, y0, "cpu", "checkpoint")),
         ("diffrax gpu BacksolveAdjoint", lambda: grad_diffrax(y0, "BacksolveAdjoint")),
         ("diffrax gpu RecursiveCheckpointAdjoint",

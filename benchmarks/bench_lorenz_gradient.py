@@ -9,8 +9,8 @@ atol 1e-8 (backward tolerances = forward ones).
 Rows:
 
 * ``symode backsolve`` / ``backsolve+seminorm`` / ``checkpoint`` / ``discrete``:
-  ``so.solve_vjp`` followed by the pullback (backsolve and checkpoint run compiled
-  per-trajectory kernels; discrete runs the numpy array engine, the batch stepped together).
+  ``so.solve_vjp`` followed by the pullback (all four run compiled per-trajectory kernels;
+  discrete's backward pass is a generated sweep through the recorded steps).
 * ``torchdiffeq odeint_adjoint`` (with and without ``adjoint_options=dict(norm="seminorm")``)
   and backprop through ``odeint``: CPU, float64, the (N, 3) batch as one tensor state (one step
   size for the whole batch, torchdiffeq's default RMS error norm over all N*3 components),

@@ -32,6 +32,7 @@ from ..solvers.solve import prepare, run, to_gpu
 from .backsolve import backsolve_arrays, backsolve_kernel
 from .checkpoint import checkpoint_arrays, checkpoint_kernel
 from .discrete import discrete_arrays
+from .discrete_kernel import discrete_kernel
 
 __all__ = ["solve_vjp", "Gradients", "ADJOINTS"]
 
@@ -85,7 +86,7 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
         ``backsolve`` re-integrates z backwards with the adjoint (O(1) memory; drifts on
         dissipative or chaotic systems); ``checkpoint`` resets z to the stored forward state at
         every forward step (accurate there, memory grows with steps); ``discrete`` is the exact
-        gradient of the solver's own steps (memory grows with steps; runs in the array engine).
+        gradient of the solver's own steps (memory grows with steps; no backward solve).
     adjoint_rtol, adjoint_atol : float, optional
         Tolerances of the backward solve (default: the forward ones).
     seminorm : bool
@@ -105,13 +106,6 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
             f"{type(system).__name__} has no vjp(t, z, theta, a), which gradients need. Declare "
             f"the system as a symode.ODE (its VJP is derived), wrap a network as NetworkDynamics, "
             f"or pass FunctionDynamics(f, vjp=...).")
-    if adjoint == "discrete":
-        if device == "cuda":
-            raise SymodeError('adjoint="discrete" runs in the array engine on the CPU; use '
-                              'adjoint="checkpoint" on the GPU (it is as accurate)')
-        if engine == "kernel":
-            raise SymodeError('adjoint="discrete" runs in the array engine; leave engine="auto"')
-        engine = "array"
     prep = prepare(dyn, y0, t, params, method=method, rtol=rtol, atol=atol,
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
                    max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
@@ -174,6 +168,9 @@ def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
     dyn, y = prep.dyn, recorded[0]
     D = dyn.dim
     args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed, prep.device)
+    if adjoint == "discrete":
+        return discrete_kernel(dyn, prep.tab, prep.tgrid, prep.y0, prep.params, cot,
+                               recorded[2], prep.device)
     if adjoint == "backsolve":
         final, stats = backsolve_kernel(dyn, prep.tab, prep.tgrid, y, cot, *args)
     else:
