@@ -19,7 +19,20 @@ import numpy as np
 
 from ..solvers.solution import Stats
 
-__all__ = ["discrete_arrays"]
+__all__ = ["discrete_arrays", "stage_table"]
+
+
+def stage_table(tab):
+    """``a`` (n, n), ``c`` (n,) and ``b`` (n,) over all n stages, the main ones and then the
+    dense output's extra stages (b is zero on those)."""
+    fab, s = tab.as_float(), tab.n_stages
+    n = s + len(fab.dense_c) if tab.dense is not None else s
+    a, c, b = np.zeros((n, n)), np.zeros(n), np.zeros(n)
+    a[:s, :s], c[:s], b[:s] = fab.a, fab.c, fab.b
+    if n > s:
+        a[s:, :fab.dense_a.shape[1]] = fab.dense_a
+        c[s:] = fab.dense_c
+    return a, c, b
 
 
 class _Reverse:
@@ -65,18 +78,6 @@ class _Reverse:
             Ys.append(Y)
             ks.append(self.f(t + fab.dense_c[e] * h, Y))
 
-    def stage_coefficients(self):
-        """a rows and c of all stages, dense extra stages included."""
-        fab, s = self.fab, self.tab.n_stages
-        n = s + len(fab.dense_c) if self.tab.dense is not None else s
-        a = np.zeros((n, n))
-        a[:s, :s] = fab.a
-        c = np.zeros(n)
-        c[:s] = fab.c
-        if n > s:
-            a[s:, :fab.dense_a.shape[1]] = fab.dense_a
-            c[s:] = fab.dense_c
-        return a, c
 
 
 def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
@@ -100,7 +101,7 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
     y0_bar, theta_bar, t_bar (T,), stats
     """
     rv = _Reverse(dyn, theta, tab)
-    a_all, c_all = rv.stage_coefficients()
+    a_all, c_all, _ = stage_table(tab)
     b = rv.fab.b
     T = len(t)
     t_bar = np.zeros(T)

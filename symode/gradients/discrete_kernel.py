@@ -26,26 +26,9 @@ from ..solvers.kernel_engine import (CUDA_HEADER, HEADER, _f, _Lines, cuda_kerne
                                      run_batch)
 from ..solvers.solution import Stats
 from ..solvers.tableaus import ButcherTableau
+from .discrete import stage_table
 
 __all__ = ["emit_discrete", "discrete_module", "discrete_kernel"]
-
-
-def _stage_table(tab: ButcherTableau):
-    """Rows of a, c, b and dense weights over all stages (main, then dense extra stages)."""
-    s = tab.n_stages
-    a = [[float(x) for x in row] + [0.0] * (s - len(row)) for row in tab.a]
-    c = [float(x) for x in tab.c]
-    dense_p = None
-    if tab.dense is not None:
-        m = len(tab.dense.c)
-        a = [row + [0.0] * m for row in a]
-        for row, ce in zip(tab.dense.a, tab.dense.c):
-            full = [float(x) for x in row]
-            a.append(full + [0.0] * (s + m - len(full)))
-            c.append(float(ce))
-        dense_p = [[float(x) for x in row] for row in tab.dense.p]
-    b = [float(x) for x in tab.b] + [0.0] * (len(c) - s)
-    return a, c, b, dense_p
 
 
 def _closure(seed: set[int], a) -> set[int]:
@@ -67,7 +50,9 @@ class _DiscreteEmitter:
 
     def __init__(self, tab: ButcherTableau, dim: int, n_params: int, target: str):
         self.tab, self.D, self.P, self.target = tab, dim, n_params, target
-        self.a, self.c, self.b, self.dense_p = _stage_table(tab)
+        a, c, b = stage_table(tab)
+        self.a, self.c, self.b = a.tolist(), c.tolist(), b.tolist()
+        self.dense_p = None if tab.dense is None else tab.as_float().dense_p.tolist()
         self.S = len(self.c)
         self.main = _closure({i for i, bi in enumerate(self.b) if bi != 0.0}, self.a)
         if self.dense_p is not None:
