@@ -158,9 +158,52 @@ class _DiscreteEmitter:
         w(f"dth = {dot}")
         w(f"hb += {' + '.join(f'cj{d}*(h10*k0_{d} + h11*kn{d})' for d in range(D))}")
 
+    def saved_times_in_step(self) -> None:
+        """Cotangents of the saved times inside the step, through the interpolant that made
+        them (run only for steps that hold saved times)."""
+        w, D, P = self.w, self.D, self.P
+        hermite = self.dense_p is None
+        w("if j > 0 and direction*(tg[tb, j] - t) > 0.0:")
+        w.indent()
+        for i in sorted(self.dense_only):
+            self.stage(i)
+        if hermite:
+            for d in range(D):
+                terms = " + ".join(f"{_f(bi)}*k{i}_{d}" for i, bi in enumerate(self.b)
+                                   if bi != 0.0)
+                w(f"n{d} = y{d} + h*({terms})")
+            w("nfev += 1")
+            w(f"{self.vec('kn')}{',' if D == 1 else ''} = " + self.call("rhs", "t_new", "n"))
+            for d in range(D):
+                w(f"knb{d} = 0.0")
+        w("while j > 0 and direction*(tg[tb, j] - t) > 0.0:")
+        w.indent()
+        w("tj = tg[tb, j]")
+        if hermite:
+            self.outputs_hermite()
+        else:
+            self.outputs_dense()
+        w("tbar[b, j] += dth/h")
+        w("tbs -= dth/h")
+        w("hb -= dth*th/h")
+        w("j -= 1")
+        w.dedent()
+        if hermite:
+            names = [f"az{d}" for d in range(D)] + [f"ap{q}" for q in range(P)] + ["at"]
+            w("nfev += 1")
+            w(f"{', '.join(names)} = " + self.call("vjp", "t_new", "n", self.vec("knb")))
+            for d in range(D):
+                w(f"ab{d} += az{d}")
+            for q in range(P):
+                w(f"gp{q} += ap{q}")
+            w("tbs += at")
+            w("hb += at")
+        for i in sorted(self.dense_only, reverse=True):
+            self.reverse_stage(i)
+        w.dedent()
+
     def emit(self) -> str:
         w, D, P, S = self.w, self.D, self.P, self.S
-        hermite = self.dense_p is None
         w("@JIT")
         w("def discrete_one(b, y_init, tg, prm, rec_t, rec_y, rec_n, cot, fixed, ybar, pbar, "
           "tbar, stats):")
@@ -205,45 +248,7 @@ class _DiscreteEmitter:
             w(f"yb{d} = 0.0")
         w("tbs = 0.0")
         w("hb = 0.0")
-        w("inside = j > 0 and direction*(tg[tb, j] - t) > 0.0")
-        w("if inside:")
-        w.indent()
-        for i in sorted(self.dense_only):
-            self.stage(i)
-        if hermite:
-            for d in range(D):
-                terms = " + ".join(f"{_f(bi)}*k{i}_{d}" for i, bi in enumerate(self.b)
-                                   if bi != 0.0)
-                w(f"n{d} = y{d} + h*({terms})")
-            w("nfev += 1")
-            w(f"{self.vec('kn')}{',' if D == 1 else ''} = " + self.call("rhs", "t_new", "n"))
-            for d in range(D):
-                w(f"knb{d} = 0.0")
-        w("while j > 0 and direction*(tg[tb, j] - t) > 0.0:")
-        w.indent()
-        w("tj = tg[tb, j]")
-        if hermite:
-            self.outputs_hermite()
-        else:
-            self.outputs_dense()
-        w("tbar[b, j] += dth/h")
-        w("tbs -= dth/h")
-        w("hb -= dth*th/h")
-        w("j -= 1")
-        w.dedent()
-        if hermite:
-            names = [f"az{d}" for d in range(D)] + [f"ap{q}" for q in range(P)] + ["at"]
-            w("nfev += 1")
-            w(f"{', '.join(names)} = " + self.call("vjp", "t_new", "n", self.vec("knb")))
-            for d in range(D):
-                w(f"ab{d} += az{d}")
-            for q in range(P):
-                w(f"gp{q} += ap{q}")
-            w("tbs += at")
-            w("hb += at")
-        for i in sorted(self.dense_only, reverse=True):
-            self.reverse_stage(i)
-        w.dedent()
+        self.saved_times_in_step()
         # y_{n+1} = y_n + h Σ b_i k_i
         for d in range(D):
             w(f"yb{d} += ab{d}")
