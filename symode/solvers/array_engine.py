@@ -1,20 +1,29 @@
 """The array engine: a Python loop over steps, each stage one vectorised call of ``f`` on the
-whole batch (numpy arrays). It runs any Dynamics, networks included, whose cost lives in array
-operations rather than in the loop.
+whole batch (numpy or cupy arrays). It runs any Dynamics, networks included, whose cost lives in
+array operations rather than in the loop.
 
 The batch is stepped together with one step size (as torchdiffeq does), but the error ratio is
 the largest of the per-trajectory scaled RMS norms, so every trajectory meets the tolerance.
 All trajectories start at one ``t0``; each may save at its own times.
+
+The state's array module runs the step (``xp = symode.backend.array_module(y0)``): a cupy
+``y0`` keeps the stages, the error estimate and the saved values on the GPU, as plain cupy
+expressions, with one scalar (the error ratio) read back per step; the times and the
+bookkeeping stay on the host. Large numpy states sum their stages in compiled numba loops
+instead; ``symode.backend.kernel_target("cuda")`` turns those off, so that the array-module
+path can be tested on numpy arrays.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numba
 import numpy as np
 
+from ..backend import array_module, dispatch, to_numpy
 from .controllers import ERR_PREV_FLOOR, PIController, initial_step
 from .kernel_engine import EPS, MAX_STEPS, NON_FINITE, UNDERFLOW
 from .tableaus import ButcherTableau
@@ -28,7 +37,7 @@ ERROR_NORMS = ("trajectory", "batch")
 class ArrayResult:
     """Raw engine output; :func:`symode.solve` turns it into a Solution or an error."""
 
-    y: np.ndarray        # (T, batch, ...)
+    y: np.ndarray        # (T, batch, ...), of y0's array module
     nfev: int
     naccept: int
     nreject: int
@@ -38,15 +47,17 @@ class ArrayResult:
 
 def _row_norm(x: np.ndarray) -> np.ndarray:
     x = x.reshape(x.shape[0], -1)
-    return np.sqrt(np.mean(x * x, axis=1))
+    xp = array_module(x)
+    return xp.sqrt(xp.mean(x * x, axis=1))
 
 
 def _rms_norm(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x * x)))
+    xp = array_module(x)
+    return float(xp.sqrt(xp.mean(x * x)))
 
 
 def _max_norm(x: np.ndarray) -> float:
-    return float(np.max(_row_norm(x)))
+    return float(_row_norm(x).max())
 
 
 def _nonzero(coeffs) -> tuple[tuple[int, float], ...]:
@@ -230,8 +241,9 @@ def _coefficients(tab: ButcherTableau) -> dict:
 class _Stepper:
     """Stages, error and dense output of one tableau on batched arrays."""
 
-    def __init__(self, fun, tab: ButcherTableau):
+    def __init__(self, fun, tab: ButcherTableau, xp=np, compiled: bool = True):
         self.fun, self.tab = fun, tab
+        self.xp, self.compiled = xp, compiled      # compiled: numba loops for large states
         self.nfev = 0
         self.__dict__.update(_coefficients(tab))
 
@@ -243,7 +255,7 @@ class _Stepper:
         """Stages k_0..k_{s-1} and the new state."""
         ks, last = [k0], self.n_stages - 1
         y_new = None
-        fast = _fast_ok(y) and isinstance(h, (float, int, np.floating))
+        fast = self.compiled and _fast_ok(y) and isinstance(h, (float, int, np.floating))
         for j in range(1, self.n_stages):
             if fast:
                 ys = _stage_sum(y, h, self.a[j], ks) if self.a[j] else y
@@ -261,7 +273,9 @@ class _Stepper:
         """Per-trajectory error ratios (DOP853 combines its two estimates); with ``norm_dims``
         only the first components of each (flat) row count (a seminorm); with
         ``whole_batch`` the batch is one state: every row gets the ratio of the whole."""
-        sums = _error_sums(self.b_err, self.b_err3, ks, y, y_new, rtol, atol, norm_dims)
+        xp = self.xp
+        sums = (_error_sums(self.b_err, self.b_err3, ks, y, y_new, rtol, atol, norm_dims)
+                if self.compiled else None)
         if sums is not None:
             s5, s3, n = sums
             if whole_batch:
@@ -270,26 +284,29 @@ class _Stepper:
                 return np.abs(h) * np.sqrt(s5 / n)
             denom = np.where(s5 + s3 == 0, 1.0, np.sqrt((s5 + 0.01 * s3) * n))
             return np.abs(h) * s5 / denom
-        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y_new))
+        scale = atol + rtol * xp.maximum(xp.abs(y), xp.abs(y_new))
         cut = (slice(None), slice(0, norm_dims)) if norm_dims else (Ellipsis,)
         e5 = (_combine(self.b_err, ks) / scale)[cut]
         if whole_batch:
             e5 = e5.reshape(1, -1)
         if self.b_err3 is None:
-            return np.abs(h) * _row_norm(e5)
+            return abs(h) * _row_norm(e5)
         e3 = (_combine(self.b_err3, ks) / scale)[cut]
         if whole_batch:
             e3 = e3.reshape(1, -1)
         n = e5[0].size
         s5 = (e5 * e5).reshape(len(e5), -1).sum(axis=1)
         s3 = (e3 * e3).reshape(len(e3), -1).sum(axis=1)
-        denom = np.where(s5 + s3 == 0, 1.0, np.sqrt((s5 + 0.01 * s3) * n))
-        return np.abs(h) * s5 / denom
+        denom = xp.where(s5 + s3 == 0, 1.0, xp.sqrt((s5 + 0.01 * s3) * n))
+        return abs(h) * s5 / denom
 
     def interpolate(self, t, h, y, y_new, ks, k_new, theta, rows):
         """Dense output at fractions ``theta`` (one per selected row) of the step; ``rows``
-        is an index array or ``slice(None)`` for the whole batch."""
-        th = theta.reshape((-1,) + (1,) * (y.ndim - 1))
+        is an index array or ``slice(None)`` for the whole batch (host arrays both)."""
+        xp = self.xp
+        if xp is not np:
+            rows = rows if isinstance(rows, slice) else xp.asarray(rows)
+        th = xp.asarray(theta).reshape((-1,) + (1,) * (y.ndim - 1))
         if self.tab.dense is None:  # cubic Hermite from values and slopes at both ends
             th2, th3 = th * th, th * th * th
             return ((2 * th3 - 3 * th2 + 1) * y[rows] + h * (th3 - 2 * th2 + th) * ks[0][rows]
@@ -299,6 +316,7 @@ class _Stepper:
         powers = theta[:, None] ** np.arange(1, degree + 1)          # (rows, degree)
         weights = powers @ self.dense_p.T                             # (rows, stages)
         acc = None
+        weights = xp.asarray(weights)
         for i in self.dense_used:
             term = weights[:, i].reshape(th.shape) * stages[i][rows]
             acc = term if acc is None else acc + term
@@ -359,11 +377,14 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
     t0 = float(tgrid[0, 0])
     t_end = float(tgrid[:, -1].max()) if tgrid[0, -1] >= t0 else float(tgrid[:, -1].min())
     direction = 1.0 if t_end >= t0 else -1.0
-    out = np.empty((T,) + y0.shape, dtype=y0.dtype)
+    xp, on_device = dispatch(y0)
+    if xp is not np:          # array tolerances join the state's module
+        rtol, atol = (v if np.ndim(v) == 0 else xp.asarray(v) for v in (rtol, atol))
+    out = xp.empty((T,) + y0.shape, dtype=y0.dtype)
     status = np.zeros(batch, dtype=np.int32)
     fail = np.zeros((batch, 3))
     nxt = np.zeros(batch, dtype=np.int64)          # next unsaved index per trajectory
-    st = _Stepper(fun, tab)
+    st = _Stepper(fun, tab, xp, compiled=not on_device)
     _save(out, nxt, tgrid, t0, lambda rows: y0[rows], direction=direction)
     if nxt.min() >= T:
         return ArrayResult(out, 0, 0, 0, status, fail)
@@ -391,7 +412,9 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
         ks, y_new = st.step(t, y, k0, h)
         if tab.adaptive:
             ratios = st.error_ratio(h, ks, y, y_new, rtol, atol, norm_dims, whole_batch)
-            err = float(np.max(ratios)) if np.all(np.isfinite(ratios)) else np.nan
+            err = float(ratios.max())               # NaN if one is NaN; inf too counts as NaN
+            if not math.isfinite(err):
+                err = np.nan
         else:
             err = 0.0
         if err <= 1.0:
@@ -409,8 +432,9 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
                   lambda rows: y_new[rows],
                   lambda rows, th: st.interpolate(t, h, y, y_new, ks, k_new_(), th, rows),
                   t, h, direction)
-            bad = ~np.isfinite(y_new.reshape(batch, -1)).all(axis=1)
-            if bad.any():
+            finite = xp.isfinite(y_new.reshape(batch, -1)).all(axis=1)
+            if not finite.all():
+                bad = ~to_numpy(finite)
                 status[bad] = NON_FINITE
                 fail[bad, 0], fail[bad, 1] = t_new, h
                 break
@@ -428,6 +452,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
         if tab.adaptive:
             h *= fac
             if nxt.min() < T and abs(h) < 10 * EPS * max(abs(t), abs(t_end)):
+                ratios = to_numpy(ratios)
                 worst = np.nanargmax(np.where(np.isfinite(ratios), ratios, np.inf))
                 status[worst] = UNDERFLOW
                 fail[worst] = (t, h, ratios[worst])
@@ -436,8 +461,11 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
 
 
 def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction=1.0):
-    """Write every trajectory's requested times that the step (t, t_new] has reached."""
+    """Write every trajectory's requested times that the step (t, t_new] has reached (``out``
+    may be a cupy array; the indices are host arrays)."""
     T = tgrid.shape[1]
+    xp = array_module(out)
+    index = (lambda a: a) if xp is np else xp.asarray
     while True:
         pending = np.nonzero(nxt < T)[0]
         if pending.size == 0:
@@ -450,9 +478,9 @@ def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction
         tj = tj[reached]
         exact = tj == t_new
         if exact.any():
-            out[nxt[rows[exact]], rows[exact]] = at_end(rows[exact])
+            out[index(nxt[rows[exact]]), index(rows[exact])] = at_end(rows[exact])
         inner = rows[~exact]
         if inner.size:
             theta = (tj[~exact] - t) / h
-            out[nxt[inner], inner] = interp(inner, theta)
+            out[index(nxt[inner]), index(inner)] = interp(inner, theta)
         nxt[rows] += 1
