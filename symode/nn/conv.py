@@ -21,6 +21,9 @@ col2im. ``col`` is ``kh·kw`` times the size of ``x`` and is kept in the cache f
 
 Arrays keep their floating dtype: the work is done in ``result_type(x, θ)`` (float32 with a
 float32 ``θ``), integer inputs become float64.
+
+On cupy arrays (:mod:`symode.backend`) the matrix products are cupy's (cuBLAS) and the copies
+are the CUDA kernels of :mod:`symode.nn.cuda_kernels`, which work from the unpadded image.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from ..backend import asarray, dispatch
 from ..errors import ShapeError
 from . import init
 from .module import Module, expect_shape
@@ -53,6 +57,8 @@ class _Geometry(NamedTuple):
     pw: int
     ho: int
     wo: int
+    sh: int
+    sw: int
     index: NDArray[np.intp]
 
 
@@ -66,7 +72,7 @@ def _geometry(H: int, W: int, kernel: tuple[int, int], stride: tuple[int, int],
     index = ((p * sh + i) * (W + 2 * pw) + q * sw + j).reshape(kh * kw, ho * wo)
     index = np.ascontiguousarray(index, dtype=np.intp)
     index.setflags(write=False)
-    return _Geometry(H, W, kh, kw, ph, pw, ho, wo, index)
+    return _Geometry(H, W, kh, kw, ph, pw, ho, wo, sh, sw, index)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -96,14 +102,21 @@ def _scatter_add(col, index, xp):
 def _im2col(x: NDArray, geo: _Geometry) -> NDArray:
     """Patches of ``x`` (N, C, H, W) as ``col`` of shape ``(C·kh·kw, N·ho·wo)``."""
     N, C = x.shape[:2]
+    xp, cuda = dispatch(x)
+    if cuda:
+        from . import cuda_kernels
+
+        col = xp.empty((C, geo.kh * geo.kw, N, geo.ho * geo.wo), x.dtype)
+        cuda_kernels.im2col(xp.ascontiguousarray(x), col, geo)
+        return col.reshape(C * geo.kh * geo.kw, -1)
     if geo.ph or geo.pw:
-        xp = np.zeros((N, C, geo.H + 2 * geo.ph, geo.W + 2 * geo.pw), x.dtype)
-        xp[:, :, geo.ph:geo.ph + geo.H, geo.pw:geo.pw + geo.W] = x
+        padded = np.zeros((N, C, geo.H + 2 * geo.ph, geo.W + 2 * geo.pw), x.dtype)
+        padded[:, :, geo.ph:geo.ph + geo.H, geo.pw:geo.pw + geo.W] = x
     else:
-        xp = np.ascontiguousarray(x)
+        padded = np.ascontiguousarray(x)
     taps, P = geo.index.shape
     col = np.empty((C, taps, N, P), x.dtype)
-    _gather(xp.reshape(N, C, -1), geo.index, col)
+    _gather(padded.reshape(N, C, -1), geo.index, col)
     return col.reshape(C * taps, N * P)
 
 
@@ -111,12 +124,19 @@ def _col2im(col: NDArray, geo: _Geometry, N: int, C: int) -> NDArray:
     """The adjoint of :func:`_im2col`: ``(C·kh·kw, N·ho·wo) -> (N, C, H, W)``."""
     Hp, Wp = geo.H + 2 * geo.ph, geo.W + 2 * geo.pw
     taps, P = geo.index.shape
-    xp = np.zeros((N, C, Hp * Wp), col.dtype)
-    _scatter_add(np.ascontiguousarray(col).reshape(C, taps, N, P), geo.index, xp)
-    xp = xp.reshape(N, C, Hp, Wp)
+    xp, cuda = dispatch(col)
+    if cuda:
+        from . import cuda_kernels
+
+        xbar = xp.empty((N, C, geo.H, geo.W), col.dtype)
+        cuda_kernels.col2im(xp.ascontiguousarray(col).reshape(C, taps, N, P), xbar, geo)
+        return xbar
+    padded = np.zeros((N, C, Hp * Wp), col.dtype)
+    _scatter_add(np.ascontiguousarray(col).reshape(C, taps, N, P), geo.index, padded)
+    padded = padded.reshape(N, C, Hp, Wp)
     if geo.ph or geo.pw:
-        return xp[:, :, geo.ph:geo.ph + geo.H, geo.pw:geo.pw + geo.W].copy()
-    return xp
+        return padded[:, :, geo.ph:geo.ph + geo.H, geo.pw:geo.pw + geo.W].copy()
+    return padded
 
 
 def _to_nchw(Y: NDArray, N: int, geo: _Geometry, offset: NDArray | None) -> NDArray:
@@ -124,18 +144,20 @@ def _to_nchw(Y: NDArray, N: int, geo: _Geometry, offset: NDArray | None) -> NDAr
     ho·wo)."""
     O = Y.shape[0]
     Yt = Y.reshape(O, N, -1).transpose(1, 0, 2)
-    y = np.empty_like(Yt, order="C")
+    xp = dispatch(Y)[0]
+    y = xp.empty_like(Yt, order="C")
     if offset is None:
         y[...] = Yt
     else:
-        np.add(Yt, offset, out=y)
+        xp.add(Yt, offset, out=y)
     return y.reshape(N, O, geo.ho, geo.wo)
 
 
 def _from_nchw(ybar: NDArray) -> NDArray:
     """``(N, out, ho, wo) -> (out, N·ho·wo)``, the layout of ``Y = W·col``."""
     N, O = ybar.shape[:2]
-    return np.ascontiguousarray(ybar.reshape(N, O, -1).transpose(1, 0, 2)).reshape(O, -1)
+    xp = dispatch(ybar)[0]
+    return xp.ascontiguousarray(ybar.reshape(N, O, -1).transpose(1, 0, 2)).reshape(O, -1)
 
 
 def _pair(v, name: str, low: int) -> tuple[int, int]:
@@ -211,7 +233,7 @@ class Conv2d(Module):
         weight, _ = self._weights(theta, cache.col.dtype)
         xbar = _col2im(weight.T @ Ybar, cache.geo, *cache.x_shape[:2])
         parts = [(Ybar @ cache.col.T).ravel()] + ([Ybar.sum(axis=1)] if self.bias else [])
-        return xbar, np.concatenate(parts)
+        return xbar, dispatch(Ybar)[0].concatenate(parts)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
@@ -227,14 +249,14 @@ class Conv2d(Module):
     # -- helpers -------------------------------------------------------------------------------
     def _weights(self, theta, dtype) -> tuple[NDArray, NDArray | None]:
         """``W`` as ``(out, in·kh·kw)`` (the x channels only) and ``b``, in ``dtype``."""
-        v = self.views(np.asarray(theta))
+        v = self.views(asarray(theta))
         w = v["weight"].astype(dtype, copy=False).reshape(self.out_ch, -1)
         w = w[:, self._extra_channels * self.kernel_size[0] * self.kernel_size[1]:]
         b = v["bias"].astype(dtype, copy=False) if self.bias else None
         return w, b
 
     def _check_input(self, theta, x) -> tuple[NDArray, _Geometry]:
-        theta, x = np.asarray(theta), np.asarray(x)
+        theta, x = asarray(theta), asarray(x)
         if theta.shape != (self.n_params,):
             raise ShapeError(f"{self!r}: expected θ of shape ({self.n_params},), got "
                              f"{theta.shape}")
@@ -246,7 +268,7 @@ class Conv2d(Module):
             raise ShapeError(f"{self!r}: the {x.shape[2]}×{x.shape[3]} input, padded by "
                              f"{self.padding}, is smaller than the {kh}×{kw} kernel; pass "
                              f"larger images or more padding")
-        dtype = np.result_type(x, theta)
+        dtype = np.result_type(x.dtype, theta.dtype)
         x = x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
         geo = _geometry(x.shape[2], x.shape[3], self.kernel_size, self.stride, self.padding)
         return x, geo
@@ -302,13 +324,14 @@ class ConcatConv2d(Conv2d):
         weight, _ = self._weights(theta, cache.col.dtype)
         xbar = _col2im(weight.T @ Ybar, cache.geo, *cache.x_shape[:2])
         N, O = cache.y_shape[:2]
+        xp = dispatch(Ybar)[0]
         Ysum = Ybar.reshape(O, N, -1).sum(axis=1)                            # (out, ho·wo)
-        ones = self._ones_col(cache.geo, Ysum.dtype)                         # (kh·kw, ho·wo)
-        tbar = float(np.vdot(Ysum, self._time_map(theta, cache.geo, Ysum.dtype)))
-        wbar = np.concatenate([cache.t * (Ysum @ ones.T),                    # time channel
+        ones = self._ones_col(cache.geo, Ysum.dtype, xp)                     # (kh·kw, ho·wo)
+        tbar = float(xp.vdot(Ysum, self._time_map(theta, cache.geo, Ysum.dtype)))
+        wbar = xp.concatenate([cache.t * (Ysum @ ones.T),                    # time channel
                                (Ybar @ cache.col.T)], axis=1)
         parts = [wbar.ravel()] + ([Ybar.sum(axis=1)] if self.bias else [])
-        return xbar, np.concatenate(parts), tbar
+        return xbar, xp.concatenate(parts), tbar
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         ydot = super().jvp(theta, cache, xdot, thetadot)
@@ -320,18 +343,19 @@ class ConcatConv2d(Conv2d):
     def _time_map(self, theta, geo: _Geometry, dtype) -> NDArray:
         """``m = W_t·col(1)`` of shape ``(out, ho·wo)``: the output of a unit time channel."""
         taps = self.kernel_size[0] * self.kernel_size[1]
-        w_t = self.views(np.asarray(theta))["weight"].reshape(self.out_ch, -1)[:, :taps]
-        return w_t.astype(dtype, copy=False) @ self._ones_col(geo, dtype)
+        theta = asarray(theta)
+        w_t = self.views(theta)["weight"].reshape(self.out_ch, -1)[:, :taps]
+        return w_t.astype(dtype, copy=False) @ self._ones_col(geo, dtype, dispatch(theta)[0])
 
-    def _ones_col(self, geo: _Geometry, dtype) -> NDArray:
+    def _ones_col(self, geo: _Geometry, dtype, xp=np) -> NDArray:
         return _unit_patches(geo.H, geo.W, self.kernel_size, self.stride, self.padding,
-                             np.dtype(dtype))
+                             np.dtype(dtype), xp)
 
 
 @lru_cache(maxsize=64)
-def _unit_patches(H: int, W: int, kernel, stride, padding, dtype) -> NDArray:
+def _unit_patches(H: int, W: int, kernel, stride, padding, dtype, xp=np) -> NDArray:
     """im2col of one all-ones channel, ``(kh·kw, ho·wo)``: 1 where a tap sees the image, else 0
-    (read-only, shared)."""
+    (read-only and shared on the host; one copy per GPU array module)."""
     col = _im2col(np.ones((1, 1, H, W), dtype), _geometry(H, W, kernel, stride, padding))
     col.setflags(write=False)
-    return col
+    return col if xp is np else xp.asarray(col)

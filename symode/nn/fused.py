@@ -21,6 +21,7 @@ from types import ModuleType
 
 import numpy as np
 
+from ..backend import forced_target
 from ..codegen.cache import load_module
 from .activations import Activation
 from .layers import ConcatLinear, Linear
@@ -69,10 +70,13 @@ class FusedDense:
         return self._module
 
     def accepts(self, theta, z) -> bool:
-        """Whether the compiled path applies: flat float64 arrays of the right shapes."""
+        """Whether the compiled path applies: flat float64 numpy arrays of the right shapes,
+        with the layers not sent to their CUDA kernels (:func:`symode.backend.kernel_target`;
+        cupy arrays are not numpy arrays)."""
         return (isinstance(z, np.ndarray) and z.dtype == np.float64 and z.ndim == 2
                 and z.shape[1] == self.n_in and isinstance(theta, np.ndarray)
-                and theta.dtype == np.float64 and theta.shape == (self.n_params,))
+                and theta.dtype == np.float64 and theta.shape == (self.n_params,)
+                and forced_target() is None)
 
     def forward(self, theta, z, t):
         out = np.empty((z.shape[0], self.n_out))

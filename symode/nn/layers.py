@@ -14,7 +14,8 @@ the batch shares one time.
 
 Arrays keep their floating dtype: the work is done in ``result_type(x, θ)``, so a float32 ``x``
 with a float32 ``θ`` (``module.init(rng, np.float32)``) stays float32 throughout; integer inputs
-become float64.
+become float64. cupy arrays in give cupy arrays out (:mod:`symode.backend`); the products are
+then cuBLAS's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from ..backend import array_module, asarray
 from ..errors import ShapeError
 from . import init
 from .module import Module
@@ -107,11 +109,12 @@ class Linear(Module):
         wbar = ybar.T @ x
         ysum = ybar.sum(axis=0)
         tbar = 0.0
+        xp = array_module(x)
         if w_t is not None:
-            wbar = np.concatenate([cache.t * ysum[:, None], wbar], axis=1)
+            wbar = xp.concatenate([cache.t * ysum[:, None], wbar], axis=1)
             tbar = float(ysum @ w_t)
         parts = [wbar.ravel()] + ([ysum] if self.bias else [])
-        return xbar, np.concatenate(parts), tbar
+        return xbar, xp.concatenate(parts), tbar
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         x = cache.x
@@ -131,7 +134,7 @@ class Linear(Module):
     # -- helpers -------------------------------------------------------------------------------
     def _weights(self, theta, dtype) -> tuple[NDArray | None, NDArray, NDArray | None]:
         """``(w_t, W, b)`` in ``dtype``: the time column (or None), the x columns, the bias."""
-        v = self.views(np.asarray(theta))
+        v = self.views(asarray(theta))
         weight = v["weight"].astype(dtype, copy=False)
         w_t = weight[:, 0] if self._extra_inputs else None
         b = v["bias"].astype(dtype, copy=False) if self.bias else None
@@ -217,7 +220,7 @@ class ConcatSquashLinear(Module):
         v = self._views(theta, x.dtype)
         a = x @ v["weight"].T
         a += v["bias"]
-        gate = expit(t * v["gate_weight"] + v["gate_bias"])
+        gate = _expit(t * v["gate_weight"] + v["gate_bias"])
         y = a * gate
         y += t * v["hyper_weight"]
         return y, _SquashCache(x, a, gate, t)
@@ -233,8 +236,8 @@ class ConcatSquashLinear(Module):
         abar = ybar * gate
         zbar = (ybar * a).sum(axis=0) * gate * (1 - gate)
         ysum = ybar.sum(axis=0)
-        thetabar = np.concatenate([(abar.T @ x).ravel(), abar.sum(axis=0), t * zbar, zbar,
-                                   t * ysum])
+        thetabar = array_module(x).concatenate([(abar.T @ x).ravel(), abar.sum(axis=0),
+                                                t * zbar, zbar, t * ysum])
         tbar = float(zbar @ v["gate_weight"] + ysum @ v["hyper_weight"])
         return abar @ v["weight"], thetabar, tbar
 
@@ -256,7 +259,7 @@ class ConcatSquashLinear(Module):
         return ydot
 
     def _views(self, theta, dtype) -> dict[str, NDArray]:
-        return {k: p.astype(dtype, copy=False) for k, p in self.views(np.asarray(theta)).items()}
+        return {k: p.astype(dtype, copy=False) for k, p in self.views(asarray(theta)).items()}
 
     def __repr__(self) -> str:
         return f"ConcatSquashLinear({self.in_features}, {self.out_features})"
@@ -269,14 +272,14 @@ class Flatten(Module):
     per_sample = True
 
     def forward(self, theta, x, t=0.0):
-        x = np.asarray(x)
+        x = asarray(x)
         if x.ndim < 1:
             raise ShapeError("Flatten(): expected x of shape (batch, ...), got a scalar")
         return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
     def vjp(self, theta, cache, ybar):
         ybar = _check_like(self, ybar, (cache[0], math.prod(cache[1:])), "ȳ")
-        return ybar.reshape(cache), np.zeros(0, dtype=ybar.dtype)
+        return ybar.reshape(cache), array_module(ybar).zeros(0, dtype=ybar.dtype)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         xdot = _check_like(self, xdot, cache, "ẋ")
@@ -308,7 +311,7 @@ class Residual(Module):
         self.children = (inner,)
 
     def forward(self, theta, x, t=0.0):
-        theta, x = np.asarray(theta), np.asarray(x)
+        theta, x = asarray(theta), asarray(x)
         _check_theta(self, theta)
         fx, cache = self.inner.forward(theta, x, t)
         if fx.shape != x.shape:
@@ -346,11 +349,11 @@ def _check_theta(module: Module, theta: NDArray) -> None:
 
 def _dense_input(module: Module, theta, x, n_in: int) -> NDArray:
     """``x`` checked to be ``(batch, n_in)`` and cast to the working dtype ``result_type(x, θ)``."""
-    theta, x = np.asarray(theta), np.asarray(x)
+    theta, x = asarray(theta), asarray(x)
     _check_theta(module, theta)
     if x.ndim != 2 or x.shape[1] != n_in:
         raise ShapeError(f"{module!r}: expected x of shape (batch, {n_in}), got {x.shape}")
-    dtype = np.result_type(x, theta)
+    dtype = np.result_type(x.dtype, theta.dtype)
     return x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
 
 
@@ -361,8 +364,17 @@ def _scalar_time(module: Module, t) -> float:
     return float(t)
 
 
+def _expit(z: NDArray) -> NDArray:
+    """The logistic sigmoid, scipy's (or cupyx's for cupy arrays)."""
+    if array_module(z) is np:
+        return expit(z)
+    from cupyx.scipy.special import expit as cupy_expit
+
+    return cupy_expit(z)
+
+
 def _check_like(module: Module, a, shape: tuple[int, ...], name: str) -> NDArray:
-    a = np.asarray(a)
+    a = asarray(a)
     if a.shape != tuple(shape):
         raise ShapeError(f"{module!r}: expected {name} of shape {tuple(shape)}, got {a.shape}")
     return a

@@ -12,6 +12,8 @@ a Python float; gradients keep the floating dtype of the inputs (float32 stays f
 
 A loss that comes out NaN or infinite raises :class:`symode.errors.NonFiniteError` rather than
 passing the NaN on to the optimizer.
+
+cupy arrays in give cupy gradients out (:mod:`symode.backend`); the loss is still a float.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..backend import array_module, asarray
 from ..errors import NonFiniteError, ShapeError
 
 __all__ = ["softmax_cross_entropy", "accuracy", "mse", "gaussian_nll", "kl_diag_gaussians"]
@@ -62,12 +65,13 @@ def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[float, 
     dlogits : ndarray, shape (batch, classes)
     """
     z, labels = _class_inputs("softmax_cross_entropy", logits, labels)
+    xp = array_module(z)
     n = z.shape[0]
     shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
+    e = xp.exp(shifted)
     sums = e.sum(axis=1)
-    rows = np.arange(n)
-    per_example = np.log(sums) - shifted[rows, labels]
+    rows = xp.arange(n)
+    per_example = xp.log(sums) - shifted[rows, labels]
     loss = _mean_over_batch("softmax_cross_entropy", per_example)
     grad = e / sums[:, None]
     grad[rows, labels] -= 1
@@ -90,7 +94,8 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> float:
     accuracy : float in [0, 1]
     """
     z, labels = _class_inputs("accuracy", logits, labels)
-    return float(np.mean(np.argmax(z, axis=1) == labels))
+    xp = array_module(z)
+    return float(xp.mean(xp.argmax(z, axis=1) == labels))
 
 
 @_quiet
@@ -154,7 +159,7 @@ def gaussian_nll(x: ArrayLike, mean: ArrayLike,
     n = _batch("gaussian_nll", x, "x")
     _broadcasts_to("gaussian_nll", x.shape, "x", mean=mean, log_var=log_var)
     r = x - mean
-    precision = np.exp(-log_var)
+    precision = array_module(x).exp(-log_var)
     q = r * r * precision
     loss = _mean_over_batch("gaussian_nll", 0.5 * (LOG_2PI + log_var + q))
     dmean = _sum_to(-r * precision / n, mean.shape)
@@ -192,11 +197,12 @@ def kl_diag_gaussians(mu1: ArrayLike, logvar1: ArrayLike, mu2: ArrayLike = 0.0,
     n = _batch("kl_diag_gaussians", mu1, "mu1")
     _broadcasts_to("kl_diag_gaussians", mu1.shape, "mu1", logvar1=logvar1, mu2=mu2,
                    logvar2=logvar2)
+    xp = array_module(mu1)
     d = mu1 - mu2
-    d2 = d * d * np.exp(-logvar2)
-    ratio = np.exp(logvar1 - logvar2)
+    d2 = d * d * xp.exp(-logvar2)
+    ratio = xp.exp(logvar1 - logvar2)
     kl = _mean_over_batch("kl_diag_gaussians", 0.5 * (logvar2 - logvar1 + ratio + d2 - 1))
-    dmu1 = d * np.exp(-logvar2) / n
+    dmu1 = d * xp.exp(-logvar2) / n
     grads = (_sum_to(dmu1, mu1.shape),
              _sum_to((0.5 / n) * (ratio - 1), logvar1.shape, d.shape),
              _sum_to(-dmu1, mu2.shape),
@@ -206,18 +212,19 @@ def kl_diag_gaussians(mu1: ArrayLike, logvar1: ArrayLike, mu2: ArrayLike = 0.0,
 
 # -- checks and helpers ---------------------------------------------------------------------------
 def _floating(a: ArrayLike) -> NDArray:
-    a = np.asarray(a)
+    a = asarray(a)
     return a if np.issubdtype(a.dtype, np.inexact) else a.astype(np.float64)
 
 
 def _common(*args: ArrayLike) -> list[NDArray]:
     """The arguments as arrays of one floating dtype; Python numbers do not widen it, so a
     float32 array with the default ``0.0`` stays float32."""
-    arrays = [a if isinstance(a, (int, float)) and not isinstance(a, bool) else np.asarray(a)
+    arrays = [a if isinstance(a, (int, float)) and not isinstance(a, bool) else asarray(a)
               for a in args]
-    dtype = np.result_type(*arrays)
+    xp = array_module(*arrays)
+    dtype = np.result_type(*(getattr(a, "dtype", a) for a in arrays))
     dtype = dtype if np.issubdtype(dtype, np.inexact) else np.float64
-    return [np.asarray(a, dtype=dtype) for a in arrays]
+    return [xp.asarray(a, dtype=dtype) for a in arrays]
 
 
 def _batch(fn: str, a: NDArray, name: str) -> int:
@@ -240,7 +247,9 @@ def _broadcasts_to(fn: str, shape: tuple[int, ...], name: str, **arrays: NDArray
 
 
 def _class_inputs(fn: str, logits: ArrayLike, labels: ArrayLike) -> tuple[NDArray, NDArray]:
-    z, labels = _floating(logits), np.asarray(labels)
+    z = _floating(logits)
+    xp = array_module(z)
+    labels = xp.asarray(labels)
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] == 0:
         raise ShapeError(f"{fn}: expected logits of shape (batch, classes), both >= 1, got "
                          f"{z.shape}")
@@ -250,7 +259,7 @@ def _class_inputs(fn: str, logits: ArrayLike, labels: ArrayLike) -> tuple[NDArra
                          f"logits, got {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ShapeError(f"{fn}: labels must be integer class ids, got dtype {labels.dtype}")
-    bad = np.flatnonzero((labels < 0) | (labels >= k))
+    bad = xp.flatnonzero((labels < 0) | (labels >= k))
     if bad.size:
         raise ShapeError(f"{fn}: labels must lie in [0, {k}) for logits of shape {z.shape}; "
                          f"labels[{bad[0]}] = {labels[bad[0]]}")
@@ -260,11 +269,12 @@ def _class_inputs(fn: str, logits: ArrayLike, labels: ArrayLike) -> tuple[NDArra
 def _mean_over_batch(fn: str, terms: NDArray) -> float:
     """``Σ terms / batch`` (the batch on axis 0) as a float; NonFiniteError, naming the first
     example with a term that is NaN or infinite, if it is not finite."""
-    loss = float(np.sum(terms)) / terms.shape[0]
+    xp = array_module(terms)
+    loss = float(xp.sum(terms)) / terms.shape[0]
     if math.isfinite(loss):
         return loss
     flat = terms.reshape(terms.shape[0], -1)
-    rows = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    rows = xp.flatnonzero(~xp.isfinite(flat).all(axis=1))
     where = f" (first non-finite term at example {rows[0]})" if rows.size else ""
     raise NonFiniteError(f"{fn}: the loss is {loss}{where}. Check the inputs for NaN or inf, "
                          f"or lower the learning rate if training diverged.")
@@ -273,9 +283,10 @@ def _mean_over_batch(fn: str, terms: NDArray) -> float:
 def _sum_to(g: NDArray, shape: tuple[int, ...], full: tuple[int, ...] | None = None) -> NDArray:
     """``g`` (broadcast to ``full`` first, if given) summed down to ``shape``: the adjoint of
     broadcasting an array of ``shape``."""
+    xp = array_module(g)
     if full is not None:
-        g = np.broadcast_to(g, full)
+        g = xp.broadcast_to(g, full)
     lead = g.ndim - len(shape)
     g = g.sum(axis=tuple(range(lead))) if lead else g
     axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return np.asarray(g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
+    return xp.asarray(g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ..backend import array_module, asarray
 from ..errors import ShapeError
 from . import parallel
 
@@ -34,7 +35,7 @@ __all__ = ["Module", "Sequential", "expect_shape"]
 
 def expect_shape(owner: "Module", a, shape: tuple, name: str) -> NDArray:
     """``a`` as an array of exactly ``shape``, or a :class:`ShapeError` naming ``owner``."""
-    a = np.asarray(a)
+    a = asarray(a)
     if a.shape != shape:
         raise ShapeError(f"{owner!r}: expected {name} of shape {shape} (NCHW), got {a.shape}")
     return a
@@ -176,7 +177,8 @@ class Sequential(Module):
 
     def vjp_t(self, theta, cache, ybar):
         thetas = self.child_thetas(theta)
-        thetabar = np.zeros_like(theta, dtype=np.result_type(theta, ybar))
+        xp = array_module(theta, ybar)
+        thetabar = xp.zeros_like(theta, dtype=np.result_type(theta.dtype, ybar.dtype))
         tbar = 0.0
         for (a, b, _), c in zip(reversed(self._runs), reversed(cache)):
             layers, ths = self.children[a:b], thetas[a:b]
@@ -211,13 +213,13 @@ def _each_slice(cache, arr, fn) -> list:
     with that slice's cache, in threads."""
     if not isinstance(cache, _Sliced):
         return [fn(cache, arr)]
-    arr = np.asarray(arr)
+    arr = asarray(arr)
     return parallel.map_slices(lambda k: fn(cache.caches[k], arr[cache.slices[k]]),
                                range(len(cache.slices)))
 
 
 def _join(arrays: list) -> NDArray:
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    return arrays[0] if len(arrays) == 1 else array_module(arrays[0]).concatenate(arrays)
 
 
 def _forward_run(layers, thetas, x, t):
@@ -233,9 +235,9 @@ def _vjp_run(layers, thetas, caches, ybar):
     parts, tbar = [], 0.0
     for layer, th, c in zip(reversed(layers), reversed(thetas), reversed(caches)):
         ybar, g, tb = layer.vjp_t(th, c, ybar)
-        parts.append(np.asarray(g).ravel())
+        parts.append(asarray(g).ravel())
         tbar += tb
-    return ybar, np.concatenate(parts[::-1]), tbar
+    return ybar, array_module(ybar).concatenate(parts[::-1]), tbar
 
 
 def _jvp_run(layers, thetas, caches, xdot, thetadots):

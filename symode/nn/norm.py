@@ -17,6 +17,10 @@ over a group, the Jacobian of ``x ↦ x̂`` is symmetric, so one formula serves 
 
 and ``γ̄ = Σ_{n,h,w} ȳ x̂``, ``β̄ = Σ_{n,h,w} ȳ``, ``ẏ = γ ẋ̂ + γ̇ x̂ + β̇``. Batches do not mix:
 unlike batch norm, a sample's output depends on that sample alone.
+
+The forward pass and the VJP are compiled loops (one pass for the statistics, one to
+normalise); on cupy arrays (:mod:`symode.backend`) they are the CUDA kernels of
+:mod:`symode.nn.cuda_kernels`, one block per (sample, group).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from ..backend import asarray, dispatch
 from ..errors import ShapeError
 from .module import Module, expect_shape
 
@@ -78,31 +83,46 @@ class GroupNorm(Module):
     def forward(self, theta, x, t=0.0):
         theta, x = self._check(theta, x)
         N = x.shape[0]
-        xg = np.ascontiguousarray(x).reshape(N, self.groups, -1)
+        xp, cuda = dispatch(x)
+        xg = xp.ascontiguousarray(x).reshape(N, self.groups, -1)
         gamma, beta = self._affine(theta, xg.dtype)
-        xhat, y = np.empty_like(xg), np.empty_like(xg)
-        r = np.empty((N, self.groups, 1), xg.dtype)
-        _forward(xg, gamma[:, 0], beta[:, 0], self.eps, xhat, r, y)
+        xhat, y = xp.empty_like(xg), xp.empty_like(xg)
+        r = xp.empty((N, self.groups, 1), xg.dtype)
+        if cuda:
+            from .cuda_kernels import group_norm_forward
+
+            group_norm_forward(xg, gamma[:, 0], beta[:, 0], self.eps, xhat, r, y)
+        else:
+            _forward(xg, gamma[:, 0], beta[:, 0], self.eps, xhat, r, y)
         return y.reshape(x.shape), _NormCache(xhat, r, x.shape)
 
     def vjp(self, theta, cache, ybar):
         ybar = expect_shape(self, ybar, cache.shape, "ȳ")
-        gamma, _ = self._affine(np.asarray(theta), cache.xhat.dtype)
-        yg = np.ascontiguousarray(ybar, dtype=cache.xhat.dtype).reshape(cache.xhat.shape)
-        xbar = np.empty_like(yg)
-        gbar, bbar = np.zeros(self.channels), np.zeros(self.channels)
-        _vjp(yg, cache.xhat, cache.r, gamma[:, 0], xbar, gbar, bbar)
-        return xbar.reshape(cache.shape), np.concatenate([gbar, bbar]).astype(
-            np.result_type(ybar, cache.xhat), copy=False)
+        gamma, _ = self._affine(asarray(theta), cache.xhat.dtype)
+        xp, cuda = dispatch(ybar)
+        yg = xp.ascontiguousarray(ybar, dtype=cache.xhat.dtype).reshape(cache.xhat.shape)
+        xbar = xp.empty_like(yg)
+        if cuda:
+            from .cuda_kernels import group_norm_vjp
+
+            gpart = xp.empty((yg.shape[0], self.channels))           # per sample
+            bpart = xp.empty((yg.shape[0], self.channels))
+            group_norm_vjp(yg, cache.xhat, cache.r, gamma[:, 0], xbar, gpart, bpart)
+            gbar, bbar = gpart.sum(axis=0), bpart.sum(axis=0)
+        else:
+            gbar, bbar = np.zeros(self.channels), np.zeros(self.channels)
+            _vjp(yg, cache.xhat, cache.r, gamma[:, 0], xbar, gbar, bbar)
+        return xbar.reshape(cache.shape), xp.concatenate([gbar, bbar]).astype(
+            np.result_type(ybar.dtype, cache.xhat.dtype), copy=False)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         xdot = expect_shape(self, xdot, cache.shape, "ẋ")
         N = cache.shape[0]
         xhat_dot = self._standardised_dot(cache, xdot.reshape(cache.xhat.shape))
-        gamma, _ = self._affine(np.asarray(theta), xhat_dot.dtype)
+        gamma, _ = self._affine(asarray(theta), xhat_dot.dtype)
         ydot = xhat_dot.reshape(N, self.channels, -1) * gamma
         if thetadot is not None:
-            gdot, bdot = self._affine(np.asarray(thetadot), ydot.dtype)
+            gdot, bdot = self._affine(asarray(thetadot), ydot.dtype)
             ydot += cache.xhat.reshape(ydot.shape) * gdot + bdot
         return ydot.reshape(cache.shape)
 
@@ -113,7 +133,8 @@ class GroupNorm(Module):
         of shape (N, G, M)."""
         M = v.shape[2]
         mean_v = v.mean(axis=2, keepdims=True)
-        mean_xv = np.einsum("ngm,ngm->ng", cache.xhat, v)[..., None] / M
+        xp = dispatch(v)[0]
+        mean_xv = xp.einsum("ngm,ngm->ng", cache.xhat, v)[..., None] / M
         return cache.r * (v - mean_v - cache.xhat * mean_xv)
 
     def _affine(self, theta: NDArray, dtype) -> tuple[NDArray, NDArray]:
@@ -123,7 +144,7 @@ class GroupNorm(Module):
                 v["bias"].astype(dtype, copy=False)[:, None])
 
     def _check(self, theta, x) -> tuple[NDArray, NDArray]:
-        theta, x = np.asarray(theta), np.asarray(x)
+        theta, x = asarray(theta), asarray(x)
         if theta.shape != (self.n_params,):
             raise ShapeError(f"{self!r}: expected θ of shape ({self.n_params},), got "
                              f"{theta.shape}")
@@ -131,7 +152,7 @@ class GroupNorm(Module):
             raise ShapeError(f"{self!r}: expected x of shape (batch, {self.channels}, height, "
                              f"width) (NCHW, {self.channels} channels) or (batch, "
                              f"{self.channels}), got {x.shape}")
-        dtype = np.result_type(x, theta)
+        dtype = np.result_type(x.dtype, theta.dtype)
         x = x.astype(dtype if np.issubdtype(dtype, np.inexact) else np.float64, copy=False)
         return theta, x
 

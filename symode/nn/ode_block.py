@@ -8,8 +8,7 @@ the chosen adjoint.
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..backend import array_module
 from ..gradients import solve_vjp
 from ..solvers.controllers import PIController
 from .fused import fuse
@@ -27,8 +26,9 @@ class NetworkDynamics:
         Maps (batch, ...) to the same shape; may use the time (``ConcatLinear``, ...).
     compile : bool
         Run a chain of dense layers and activations as one generated numba function
-        (:mod:`symode.nn.fused`; float64 only, other inputs take the layer-by-layer path).
-        Networks it cannot compile always run layer by layer.
+        (:mod:`symode.nn.fused`; float64 numpy arrays only: other inputs, cupy arrays among
+        them, take the layer-by-layer path). Networks it cannot compile always run layer by
+        layer.
 
     Attributes
     ----------
@@ -119,11 +119,12 @@ class ODEBlock(Module):
 
     def vjp(self, theta, cache, ybar):
         pullback, shape = cache
-        cot = np.zeros(shape, dtype=ybar.dtype)
+        xp = array_module(ybar)
+        cot = xp.zeros(shape, dtype=ybar.dtype)
         cot[-1] = ybar
         g = pullback(cot)
         self.nfe_backward = int(g.stats.nfev[0])
-        return g.y0, np.asarray(g.params, dtype=theta.dtype)
+        return g.y0, array_module(theta).asarray(g.params, dtype=theta.dtype)
 
     def __repr__(self) -> str:
         o = self.options

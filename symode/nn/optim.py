@@ -22,7 +22,8 @@ a NaN (the centered RMSprop variance rounding below zero) symode clamps instead.
 the gradient to ``θ``'s dtype, so float32 training stays float32.
 
 Hyperparameters are checked when an optimizer is built; a bad one raises
-:class:`~symode.errors.SymodeError` naming it and the range it must lie in.
+:class:`~symode.errors.SymodeError` naming it and the range it must lie in. A cupy ``θ`` gets
+cupy state and cupy updates (:mod:`symode.backend`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..backend import array_module, asarray
 from ..errors import NonFiniteError, ShapeError, SymodeError
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm"]
@@ -109,8 +111,9 @@ class Optimizer:
         """
         theta = self._check_theta(theta)
         state: State = {"step": 0}
+        xp = array_module(theta)
         for name in self._buffers():
-            state[name] = np.zeros_like(theta)
+            state[name] = xp.zeros_like(theta)
         return state
 
     def step(self, theta: ArrayLike, grad: ArrayLike, state: State,
@@ -143,14 +146,15 @@ class Optimizer:
         theta = self._check_theta(theta)
         name = type(self).__name__
         self._check_state(theta, state)
-        grad = np.asarray(grad)
+        grad = asarray(grad)
         if grad.shape != theta.shape:
             raise ShapeError(f"{name}.step: grad has shape {grad.shape}, theta {theta.shape}.")
-        bad = ~np.isfinite(grad)
-        if bad.any():
+        xp = array_module(grad)
+        if not xp.isfinite(grad).all():
+            bad = ~xp.isfinite(grad)
             raise NonFiniteError(
                 f"{name}.step: grad has {int(bad.sum())} non-finite entries (first at index "
-                f"{int(np.flatnonzero(bad)[0])}) at step {state['step']}. Lower the "
+                f"{int(xp.flatnonzero(bad)[0])}) at step {state['step']}. Lower the "
                 f"learning rate, clip the gradient (clip_grad_norm) or look for a blown-up loss.")
         grad = grad.astype(theta.dtype, copy=False)
         if lr is None:
@@ -167,7 +171,7 @@ class Optimizer:
 
     # -- checks ----------------------------------------------------------------------------------
     def _check_theta(self, theta: ArrayLike) -> NDArray:
-        theta = np.asarray(theta)
+        theta = asarray(theta)
         if theta.ndim != 1 or not np.issubdtype(theta.dtype, np.floating):
             raise ShapeError(
                 f"{type(self).__name__}: theta must be a flat float vector (n_params,); got shape "
@@ -301,7 +305,7 @@ class Adam(Optimizer):
         m = _lerp(state["exp_avg"], grad, 1 - beta1)
         v = state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad
         step_size = lr / (1 - beta1 ** step)
-        denom = np.sqrt(v) / (1 - beta2 ** step) ** 0.5 + self.eps
+        denom = array_module(v).sqrt(v) / (1 - beta2 ** step) ** 0.5 + self.eps
         return theta + (-step_size) * m / denom, {"exp_avg": m, "exp_avg_sq": v}
 
 
@@ -387,13 +391,14 @@ class RMSprop(Optimizer):
             grad = grad + self.weight_decay * theta
         s = state["square_avg"] * self.alpha + (1 - self.alpha) * grad * grad
         buffers = {"square_avg": s}
+        xp = array_module(s)
         if self.centered:
             gbar = _lerp(state["grad_avg"], grad, 1 - self.alpha)
             # s - ḡ² >= 0 in exact arithmetic; rounding can push it below when g barely varies
-            denom = np.sqrt(np.maximum(s - gbar * gbar, 0)) + self.eps
+            denom = xp.sqrt(xp.maximum(s - gbar * gbar, 0)) + self.eps
             buffers["grad_avg"] = gbar
         else:
-            denom = np.sqrt(s) + self.eps
+            denom = xp.sqrt(s) + self.eps
         if self.momentum > 0:
             buf = state["momentum_buffer"] * self.momentum + grad / denom
             buffers["momentum_buffer"] = buf
@@ -427,9 +432,9 @@ def clip_grad_norm(grad: ArrayLike, max_norm: float) -> tuple[NDArray, float]:
     NonFiniteError
         The norm is NaN or infinite; there is no meaningful direction to keep.
     """
-    grad = np.asarray(grad)
+    grad = asarray(grad)
     max_norm = _check_range("clip_grad_norm", "max_norm", max_norm, low_open=True)
-    norm = float(np.linalg.norm(grad.ravel()))
+    norm = float(array_module(grad).linalg.norm(grad.ravel()))
     if not np.isfinite(norm):
         raise NonFiniteError(f"clip_grad_norm: the gradient norm is {norm}; the gradient holds "
                              f"NaN or infinity, so clipping cannot rescue the step.")

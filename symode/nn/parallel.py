@@ -13,6 +13,10 @@ threads. Results equal the serial ones up to the order of the sums over the batc
 for a given thread count they are reproducible. The BLAS limit is process-wide: BLAS calls
 that other threads of the program make meanwhile also run on one thread.
 
+Only numpy batches are split: a batch on the GPU (a cupy array) runs whole, as one set of
+kernels, and so does every batch while :func:`symode.backend.kernel_target` sends the layers
+to their CUDA kernels.
+
 ``set_num_threads(n)`` sets the number of slices (``1`` turns splitting off); the default is
 the number of CPUs this process may use, or ``SYMODE_NUM_THREADS`` when set.
 """
@@ -24,6 +28,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
+
+import numpy as np
+
+from .. import backend
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "batch_slices", "map_slices"]
 
@@ -83,11 +91,13 @@ def num_threads(n: int):
 def batch_slices(x) -> list[slice] | None:
     """Slices of the batch axis of ``x``, one per thread, or ``None`` to run unsplit.
 
-    ``None`` when splitting is off, ``x`` is small (under ``MIN_SLICE_BYTES`` a slice), BLAS
-    cannot be held to one thread (no ``threadpoolctl``), or the caller already runs on a slice.
+    ``None`` when splitting is off, ``x`` is small (under ``MIN_SLICE_BYTES`` a slice) or not
+    a numpy array (a GPU batch runs whole), the CUDA kernels are forced, BLAS cannot be held to
+    one thread (no ``threadpoolctl``), or the caller already runs on a slice.
     """
     n = get_num_threads()
-    if n < 2 or getattr(_local, "inside", False) or getattr(x, "ndim", 0) < 1:
+    if (n < 2 or not isinstance(x, np.ndarray) or x.ndim < 1 or getattr(_local, "inside", False)
+            or backend.forced_target() is not None):
         return None
     n = min(n, x.shape[0], x.nbytes // MIN_SLICE_BYTES)
     if n < 2 or _blas_controller() is None:

@@ -9,7 +9,8 @@ are products of row and column intervals, so pooling is separable and linear:
 
 with ``A_h`` of shape ``(oh, H)`` holding ``1/len`` over each row window. When ``oh`` divides
 ``H`` and ``ow`` divides ``W`` the windows tile the image and the layer is a reshape and a mean
-(``output_size=1`` is the global average); otherwise the matrices are used.
+(``output_size=1`` is the global average); otherwise the matrices are used. cupy arrays in give
+cupy arrays out (:mod:`symode.backend`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from ..backend import array_module, asarray
 from ..errors import ShapeError
 from .module import Module
 
@@ -26,9 +28,11 @@ __all__ = ["AdaptiveAvgPool2d"]
 
 
 @lru_cache(maxsize=64)
-def _window_matrix(n_in: int, n_out: int) -> NDArray[np.float64]:
+def _window_matrix(n_in: int, n_out: int, xp=np) -> NDArray[np.float64]:
     """``A`` of shape ``(n_out, n_in)``; row ``p`` averages ``[⌊p·n_in/n_out⌋,
-    ⌈(p+1)·n_in/n_out⌉)``."""
+    ⌈(p+1)·n_in/n_out⌉)`` (one copy per array module)."""
+    if xp is not np:
+        return xp.asarray(_window_matrix(n_in, n_out))
     A = np.zeros((n_out, n_in))
     for p in range(n_out):
         lo, hi = (p * n_in) // n_out, -((-(p + 1) * n_in) // n_out)
@@ -57,7 +61,7 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = (int(size[0]), int(size[1]))
 
     def forward(self, theta, x, t=0.0):
-        x = np.asarray(x)
+        x = asarray(x)
         if x.ndim != 4 or min(x.shape[2:]) < 1:
             raise ShapeError(f"{self!r}: expected x of shape (batch, channels, height, width) "
                              f"(NCHW, height and width >= 1), got {x.shape}")
@@ -66,7 +70,8 @@ class AdaptiveAvgPool2d(Module):
         return self._pool(x), x.shape
 
     def vjp(self, theta, cache, ybar):
-        ybar = np.asarray(ybar)
+        ybar = asarray(ybar)
+        xp = array_module(ybar)
         N, C, H, W = cache
         oh, ow = self.output_size
         if ybar.shape != (N, C, oh, ow):
@@ -74,16 +79,16 @@ class AdaptiveAvgPool2d(Module):
                              f"{ybar.shape}")
         if H % oh == 0 and W % ow == 0:
             kh, kw = H // oh, W // ow
-            xbar = np.broadcast_to((ybar / (kh * kw))[:, :, :, None, :, None],
+            xbar = xp.broadcast_to((ybar / (kh * kw))[:, :, :, None, :, None],
                                    (N, C, oh, kh, ow, kw)).reshape(N, C, H, W)
         else:
-            Ah, Aw = (_window_matrix(H, oh).astype(ybar.dtype, copy=False),
-                      _window_matrix(W, ow).astype(ybar.dtype, copy=False))
-            xbar = np.einsum("ph,ncpq,qw->nchw", Ah, ybar, Aw, optimize=True)
-        return xbar, np.zeros(0, dtype=xbar.dtype)
+            Ah, Aw = (_window_matrix(H, oh, xp).astype(ybar.dtype, copy=False),
+                      _window_matrix(W, ow, xp).astype(ybar.dtype, copy=False))
+            xbar = xp.einsum("ph,ncpq,qw->nchw", Ah, ybar, Aw, optimize=True)
+        return xbar, xp.zeros(0, dtype=xbar.dtype)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
-        xdot = np.asarray(xdot)
+        xdot = asarray(xdot)
         if xdot.shape != cache:
             raise ShapeError(f"{self!r}: expected ẋ of shape {cache} (NCHW), got {xdot.shape}")
         return self._pool(xdot)
@@ -93,9 +98,10 @@ class AdaptiveAvgPool2d(Module):
         oh, ow = self.output_size
         if H % oh == 0 and W % ow == 0:
             return x.reshape(N, C, oh, H // oh, ow, W // ow).mean(axis=(3, 5))
-        Ah, Aw = (_window_matrix(H, oh).astype(x.dtype, copy=False),
-                  _window_matrix(W, ow).astype(x.dtype, copy=False))
-        return np.einsum("ph,nchw,qw->ncpq", Ah, x, Aw, optimize=True)
+        xp = array_module(x)
+        Ah, Aw = (_window_matrix(H, oh, xp).astype(x.dtype, copy=False),
+                  _window_matrix(W, ow, xp).astype(x.dtype, copy=False))
+        return xp.einsum("ph,nchw,qw->ncpq", Ah, x, Aw, optimize=True)
 
     def __repr__(self) -> str:
         oh, ow = self.output_size
