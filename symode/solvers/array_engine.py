@@ -478,7 +478,8 @@ def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction
         tj = tj[reached]
         exact = tj == t_new
         if exact.any():
-            out[index(nxt[rows[exact]]), index(rows[exact])] = at_end(rows[exact])
+            hit = index(rows[exact])
+            out[index(nxt[rows[exact]]), hit] = at_end(hit)
         inner = rows[~exact]
         if inner.size:
             theta = (tj[~exact] - t) / h
