@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import __version__
+from ..backend import is_cupy, to_numpy
 from ..errors import ShapeError, SymodeError
 
 __all__ = ["SavedParams", "save_params", "load_params", "save_checkpoint", "load_checkpoint"]
@@ -173,7 +174,7 @@ def save_params(path: str | os.PathLike, module_or_description: Any, theta: Arra
     SymodeError
         ``meta`` is not JSON-serialisable.
     """
-    theta = np.asarray(theta)
+    theta = to_numpy(theta)                     # a GPU vector is saved from a host copy
     if theta.ndim != 1:
         raise ShapeError(f"save_params: theta must be flat (n_params,); got shape {theta.shape}.")
     arrays = {"theta": theta}
@@ -264,6 +265,8 @@ def _encode(obj: Any, arrays: list[NDArray], where: str) -> Any:
     """JSON-able tree for ``obj``, moving arrays (and numpy scalars) into ``arrays``."""
     if obj is None or isinstance(obj, (bool, int, float, str)) and not isinstance(obj, np.generic):
         return obj
+    if is_cupy(obj):                            # GPU arrays are stored from host copies
+        obj = to_numpy(obj)
     if isinstance(obj, (np.ndarray, np.generic)):
         a = np.asarray(obj)
         if a.dtype.hasobject:
