@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ..backend import array_module
 from ..codegen.cache import load_module
 from ..dynamics import SymbolicDynamics
 from ..solvers.array_engine import integrate_arrays
@@ -131,10 +132,11 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
     a_theta : ndarray, shape of ``theta``
     stats : Stats (shared)
     """
-    z0 = np.asarray(resets[0])
+    xp = array_module(resets[0], theta)   # cupy: the backward pass stays on the GPU
+    z0 = xp.asarray(resets[0])
     shape, n = z0.shape, z0.size
-    theta_arr = np.asarray(theta)
-    n_theta = theta_arr.size
+    theta_shape = np.shape(theta)
+    n_theta = int(np.prod(theta_shape))
 
     both = getattr(dyn, "f_and_vjp", None)   # one forward pass for f and its VJP, if offered
 
@@ -146,10 +148,10 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
         else:
             dz = dyn.f(t, z, theta)
             a_z, a_th, _ = dyn.vjp(t, z, theta, a)
-        return np.concatenate([dz.ravel(), -np.ravel(a_z), -np.ravel(a_th)])[None, :]
+        return xp.concatenate([xp.ravel(dz), -xp.ravel(a_z), -xp.ravel(a_th)])[None, :]
 
-    state = np.concatenate([z0.ravel(), np.ravel(jumps[0]),
-                            np.zeros(n_theta, dtype=z0.dtype)])[None, :]
+    state = xp.concatenate([z0.ravel(), xp.ravel(jumps[0]),
+                            xp.zeros(n_theta, dtype=z0.dtype)])[None, :]
     nfev = nacc = nrej = 0
     for k in range(1, len(nodes)):
         if nodes[k] != nodes[k - 1]:
@@ -161,9 +163,9 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
                              rtol, atol, max_steps)
             state = res.y[-1].copy()
             nfev, nacc, nrej = nfev + res.nfev, nacc + res.naccept, nrej + res.nreject
-        state[0, :n] = np.ravel(resets[k])
-        state[0, n:2 * n] += np.ravel(jumps[k])
+        state[0, :n] = xp.ravel(resets[k])
+        state[0, n:2 * n] += xp.ravel(jumps[k])
     batch = shape[0]
     one = np.ones(batch, dtype=np.int64)
     stats = Stats(one * nfev, one * nacc, one * nrej, shared=True)
-    return (state[0, n:2 * n].reshape(shape), state[0, 2 * n:].reshape(theta_arr.shape), stats)
+    return state[0, n:2 * n].reshape(shape), state[0, 2 * n:].reshape(theta_shape), stats

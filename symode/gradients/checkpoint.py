@@ -13,6 +13,7 @@ from functools import lru_cache
 import numba
 import numpy as np
 
+from ..backend import array_module
 from ..solvers.cuda_engine import is_device_array, run_kernel
 from ..solvers.solve import compact
 from .augmented import array_segments, kernel_segments
@@ -43,9 +44,11 @@ def merge_nodes(t_obs, y_obs, cot, t_rec, y_rec):
     order = first[np.argsort(times[first])]
     if forward:
         order = order[::-1]
-    states = np.concatenate([y_obs, y_rec])
-    jumps = np.concatenate([cot, np.zeros_like(y_rec)])
-    return times[order], states[order], jumps[order]
+    xp = array_module(y_obs)     # states stay on the GPU for a cupy solve
+    states = xp.concatenate([y_obs, y_rec])
+    jumps = xp.concatenate([cot, xp.zeros_like(y_rec)])
+    idx = xp.asarray(order)
+    return times[order], states[idx], jumps[idx]
 
 
 def checkpoint_kernel(dyn, tab, tgrid, y, cot, rec, prm, rtol, atol, max_steps, seminorm,
@@ -162,7 +165,8 @@ def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, 
     t_rec = np.array([s[2] for s in steps])
     ends = [steps[k + 1][3] for k in range(len(steps) - 1)]
     # the last step ends on the final saved time, whose state is y[-1]
-    y_rec = np.stack(ends + [y[-1]]) if steps else np.zeros((0,) + y.shape[1:])
+    xp = array_module(y)
+    y_rec = xp.stack(ends + [y[-1]]) if steps else xp.zeros((0,) + y.shape[1:], dtype=y.dtype)
     nodes, reset, jump = merge_nodes(t, y, cot, t_rec, y_rec)
     return array_segments(dyn, theta, tab, nodes, reset, jump, rtol, atol, max_steps, seminorm,
                           step_size, controller)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import array_module
 from ..solvers.solution import Stats
 
 __all__ = ["discrete_arrays", "stage_table"]
@@ -52,7 +53,7 @@ class _Reverse:
         self.nfev += 1
         a_z, a_th, a_t = self.dyn.vjp(t, y, self.theta, a)
         self.theta_bar = a_th if self.theta_bar is None else self.theta_bar + a_th
-        return a_z, float(np.sum(a_t))
+        return a_z, float(a_t.sum() if hasattr(a_t, 'sum') else np.sum(a_t))
 
     def stages(self, t, h, y):
         """Main stages (Y_i, k_i) of the step from (t, y) with step h."""
@@ -107,7 +108,8 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
     t_bar = np.zeros(T)
     M = len(steps)
     tbars, hbars = np.zeros(M), np.zeros(M)
-    ybar = np.zeros_like(y_out[0])
+    xp = array_module(y_out)     # cupy: the sweep stays on the GPU
+    ybar = xp.zeros_like(y_out[0])
     dense_p = rv.fab.dense_p if tab.dense is not None else None
     for n in range(M - 1, -1, -1):
         t_n, h, t_new, y_n = steps[n]
@@ -118,12 +120,12 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
                  and direction * (t[j] - t_new) <= 0]
         Ys, ks = rv.stages(t_n, h, y_n)
         tbar = hbar = 0.0
-        yn_bar = np.zeros_like(y_n)
-        kbar = [np.zeros_like(y_n) for _ in range(len(c_all))]
+        yn_bar = xp.zeros_like(y_n)
+        kbar = [xp.zeros_like(y_n) for _ in range(len(c_all))]
         if inner and dense_p is None:      # cubic Hermite between (y_n, k_0) and (y_{n+1}, f_{n+1})
             y_next = y_n + h * sum(bi * k for bi, k in zip(b, ks) if bi != 0.0)
             k_new = rv.f(t_new, y_next)
-            knew_bar = np.zeros_like(y_n)
+            knew_bar = xp.zeros_like(y_n)
             for j in inner:
                 th = (t[j] - t_n) / h
                 cj = cot[j]
@@ -133,8 +135,8 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
                 kbar[0] += h * h10 * cj
                 ybar = ybar + h01 * cj
                 knew_bar += h * h11 * cj
-                dth = np.vdot(cj, d00 * y_n + h * d10 * ks[0] + d01 * y_next + h * d11 * k_new)
-                hbar += np.vdot(cj, h10 * ks[0] + h11 * k_new)
+                dth = _dot(xp, cj, d00 * y_n + h * d10 * ks[0] + d01 * y_next + h * d11 * k_new)
+                hbar += _dot(xp, cj, h10 * ks[0] + h11 * k_new)
                 t_bar[j] += dth / h
                 tbar -= dth / h
                 hbar -= dth * th / h
@@ -155,7 +157,7 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
                 for i in range(len(B)):
                     if B[i] != 0.0 or dB[i] != 0.0:
                         kbar[i] += h * B[i] * cj
-                        ck = np.vdot(cj, ks[i])
+                        ck = _dot(xp, cj, ks[i])
                         hbar += B[i] * ck
                         dth += h * dB[i] * ck
                 t_bar[j] += dth / h
@@ -166,7 +168,7 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
         for i, bi in enumerate(b):
             if bi != 0.0:
                 kbar[i] += h * bi * ybar
-                hbar += bi * np.vdot(ybar, ks[i])
+                hbar += bi * _dot(xp, ybar, ks[i])
         for i in range(len(ks) - 1, -1, -1):
             if not kbar[i].any():
                 continue
@@ -177,15 +179,20 @@ def discrete_arrays(dyn, theta, tab, t, y_out, cot, steps, fixed_step: bool):
             for j in range(i):
                 if a_all[i, j] != 0.0:
                     kbar[j] += h * a_all[i, j] * az
-                    hbar += a_all[i, j] * np.vdot(az, ks[j])
+                    hbar += a_all[i, j] * _dot(xp, az, ks[j])
         ybar = yn_bar
         tbars[n], hbars[n] = tbar, hbar
     ybar = ybar + _exact(cot, t, t[0])
     _grid_terms(t_bar, tbars, hbars, fixed_step)
     batch = y_out.shape[1]
     one = np.ones(batch, dtype=np.int64)
-    theta_bar = rv.theta_bar if rv.theta_bar is not None else np.zeros(np.shape(theta))
+    theta_bar = rv.theta_bar if rv.theta_bar is not None else xp.zeros(np.shape(theta))
     return ybar, theta_bar, t_bar, Stats(one * rv.nfev, one * M, one * 0, shared=True)
+
+
+def _dot(xp, a, b) -> float:
+    """``a · b`` over all entries, as a host number."""
+    return float(xp.vdot(a, b))
 
 
 def _exact(cot, t, time):

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..backend import array_module
 from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import MissingVJPError, ShapeError, SymodeError, TimeGridError
 from ..solvers.solution import Solution, Stats
@@ -123,12 +124,16 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
     sol = prep.solution(y, recorded[1])
 
     def pullback(dL_dy: ArrayLike) -> Gradients:
-        cot = np.asarray(to_host(dL_dy) if is_device_array(dL_dy) else dL_dy, dtype=y.dtype)
+        xp = array_module(y)    # cupy where the array engine ran on the GPU
+        if xp is np:
+            cot = np.asarray(to_host(dL_dy) if is_device_array(dL_dy) else dL_dy, dtype=y.dtype)
+        else:
+            cot = xp.asarray(dL_dy, dtype=y.dtype)
         if cot.shape != sol.y.shape:
             raise ShapeError(f"dL_dy must have the shape of sol.y {sol.y.shape}, got {cot.shape}")
         if prep.single:
             cot = cot[:, None]
-        if not np.isfinite(cot).all():
+        if not bool(xp.isfinite(cot).all()):
             raise SymodeError("dL_dy contains NaN or inf")
         if prep.use_kernel:
             g = _pullback_kernel(prep, adjoint, recorded, cot, a_rtol, a_atol, seminorm)
@@ -198,7 +203,7 @@ def _pullback_arrays(prep, adjoint, recorded, cot, rtol, atol, seminorm):
         a0, p_bar, stats = backsolve_arrays(dyn, theta, prep.tab, t, y, cot, *args)
     else:
         a0, p_bar, stats = checkpoint_arrays(dyn, theta, prep.tab, t, y, cot, recorded[2], *args)
-    f_obs = np.stack([dyn.f(t[i], y[i], theta) for i in range(len(t))])
+    f_obs = array_module(y).stack([dyn.f(t[i], y[i], theta) for i in range(len(t))])
     t_bar = _time_gradients(cot, f_obs, a0).sum(axis=1)  # one grid for the batch
     return a0, p_bar, t_bar, stats
 
@@ -206,6 +211,6 @@ def _pullback_arrays(prep, adjoint, recorded, cot, rtol, atol, seminorm):
 def _time_gradients(cot, f_obs, a0):
     """dL/dt_i = cot_i · f_i (i ≥ 1), dL/dt_0 = -(a(t0) - cot_0) · f_0; shape (T, batch)."""
     axes = tuple(range(2, cot.ndim))
-    g = np.sum(cot * f_obs, axis=axes)
-    g[0] = -np.sum((a0 - cot[0]) * f_obs[0], axis=tuple(a - 1 for a in axes))
+    g = (cot * f_obs).sum(axis=axes)
+    g[0] = -((a0 - cot[0]) * f_obs[0]).sum(axis=tuple(a - 1 for a in axes))
     return g

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..backend import array_module, is_cupy
 from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import (MaxStepsError, NonFiniteError, ShapeError, StepSizeUnderflowError,
                       SymodeError, TimeGridError)
@@ -63,6 +64,8 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     device : {"cpu", "cuda"}
         Where the kernel engine runs: CPU threads, or one GPU thread per trajectory (needs the
         ``cuda`` extra and an NVIDIA GPU). Arrays given on the GPU (cupy) come back on the GPU.
+        Other dynamics (networks) run the array engine where their state is: a cupy ``y0``
+        (and cupy parameters) keeps the whole solve on the GPU, whatever ``device`` says.
     error_norm : {"trajectory", "batch"}
         ``"trajectory"``: every trajectory meets the tolerance on its own. ``"batch"``: the
         batch is one state and the RMS over all of it meets the tolerance, as in torchdiffeq
@@ -145,17 +148,26 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
             raise SymodeError('error_norm="batch" steps the batch together in the array engine; '
                               'the kernel engine (and device="cuda") controls each trajectory')
         engine = "array"
-    check_device(device)
-    if device == "cuda" and not isinstance(dyn, SymbolicDynamics):
+    symbolic = isinstance(dyn, SymbolicDynamics)
+    # the array engine follows a cupy state of a network (or other non-symbolic dynamics)
+    arrays_on_gpu = is_cupy(y0) and not symbolic
+    if arrays_on_gpu:
+        device = "cuda"
+    else:
+        check_device(device)
+    if device == "cuda" and not symbolic and not arrays_on_gpu:
         raise SymodeError(f"device='cuda' runs the kernel engine, which needs a symbolic "
-                          f"symode.ODE; {type(system).__name__} runs on the CPU")
-    if device == "cuda" and engine == "array":
+                          f"symode.ODE; {type(system).__name__} runs on the GPU when y0 and "
+                          f"its parameters are cupy arrays (symode.backend.to_device)")
+    if device == "cuda" and engine == "array" and not arrays_on_gpu:
         raise SymodeError("device='cuda' runs the kernel engine; leave engine='auto'")
     on_gpu = is_device_array(y0)
-    checked = _check_y0_gpu(y0, dyn) if on_gpu and device == "cuda" else None
+    checked = (_check_y0(y0, dyn) if arrays_on_gpu
+               else _check_y0_gpu(y0, dyn) if on_gpu and device == "cuda" else None)
     if on_gpu:
         t = to_host(t) if is_device_array(t) else t
-        params = to_host(params) if is_device_array(params) else params
+        if not arrays_on_gpu:   # a network's parameters stay with its state
+            params = to_host(params) if is_device_array(params) else params
     if engine == "kernel" and not isinstance(dyn, SymbolicDynamics):
         raise SymodeError('engine="kernel" needs a symbolic symode.ODE; use engine="array" for '
                           f"{type(system).__name__}")
@@ -231,13 +243,14 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
 
 # -- input checks ------------------------------------------------------------------------------
 def _check_y0(y0, dyn):
-    arr = np.asarray(y0)
+    xp = array_module(y0)      # a cupy state is checked, and kept, on the GPU
+    arr = xp.asarray(y0)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise ShapeError(f"y0 must be a numeric array, got dtype {arr.dtype}")
     out_dtype = np.float32 if arr.dtype == np.float32 else np.float64
     # symbolic systems compute in float64; other dynamics (networks) in the dtype they are given
     work = out_dtype if not isinstance(dyn, SymbolicDynamics) else np.float64
-    arr = np.asarray(arr, dtype=work)
+    arr = xp.asarray(arr, dtype=work)
     single = arr.ndim == 1
     if single:
         arr = arr[None, :]
@@ -247,12 +260,12 @@ def _check_y0(y0, dyn):
                          f"{np.shape(y0)}")
     if arr.ndim < 2 or arr.shape[0] == 0:
         raise ShapeError(f"y0 must have shape (batch, dim) or (dim,), got {np.shape(y0)}")
-    if not np.isfinite(arr).all():
-        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
-        b = int(np.argmax(bad))
+    if not bool(xp.isfinite(arr).all()):
+        bad = ~xp.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+        b = int(xp.argmax(bad))
         raise NonFiniteError(f"y0 of trajectory {b} is not finite: {arr[b]}. Initial values must "
                              f"be finite numbers.")
-    return np.ascontiguousarray(arr), single, out_dtype
+    return xp.ascontiguousarray(arr), single, out_dtype
 
 
 def _check_y0_gpu(y0, dyn):
