@@ -17,7 +17,13 @@ seconds per step after ``--warmup`` steps, the median of the per-step time ratio
 block's forward/backward function evaluations (they differ between the libraries: error norms
 and step-size controllers differ in detail).
 
+With ``--device cuda`` both run on the GPU: symode with cupy arrays (weights, optimizer state
+and batches moved once with ``symode.backend.to_device``; each batch is copied to the GPU inside
+the timed step, as torch's is), torch with its CUDA tensors; every step ends with a device
+synchronisation before the clock is read.
+
 Run:  python benchmarks/bench_mnist_step.py [--steps 10] [--data ../shared/data/mnist]
+      python benchmarks/bench_mnist_step.py --device cuda --steps 50
 """
 
 from __future__ import annotations
@@ -52,19 +58,29 @@ def load_batches(data_dir, n, batch, rng):
     return [(x[i], y[i]) for i in idx], note
 
 
-def symode_stepper(theta):
+def symode_stepper(theta, device="cpu"):
     """One training step of symode's ODE-Net per call: ``step(x, y) -> (NFE fwd, NFE bwd)``."""
     model = odenet()
     block = ode_blocks(model)[0]
     opt = SGD(lr=0.1, momentum=0.9)
+    if device == "cuda":
+        import cupy
+
+        from symode.backend import to_device
+
+        theta = to_device(theta)
     state = [theta, opt.init(theta)]
 
     def step(x, y):
         theta, opt_state = state
+        if device == "cuda":
+            x, y = to_device(x), to_device(y)
         logits, cache = model.forward(theta, x)
         loss, dlogits = softmax_cross_entropy(logits, y)
         _, grad = model.vjp(theta, cache, dlogits)
         state[:] = opt.step(theta, grad, opt_state)
+        if device == "cuda":
+            cupy.cuda.Device().synchronize()
         return block.nfe_forward, block.nfe_backward
 
     return step
@@ -126,17 +142,18 @@ def torch_model(theta_named):
     return model
 
 
-def torch_stepper(theta_named):
+def torch_stepper(theta_named, device="cpu"):
     """The same step in torch + torchdiffeq."""
     import torch
 
-    model = torch_model(theta_named)
+    model = torch_model(theta_named).to(device)
     func = model[7].odefunc
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     lossf = torch.nn.CrossEntropyLoss()
 
     def step(x, y):
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+        xt = torch.from_numpy(x).to(device)
+        yt = torch.from_numpy(y.astype(np.int64)).to(device)
         opt.zero_grad()
         func.nfe = 0
         loss = lossf(model(xt), yt)
@@ -144,6 +161,8 @@ def torch_stepper(theta_named):
         func.nfe = 0
         loss.backward()
         opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         return nf, func.nfe
 
     return step
@@ -157,18 +176,20 @@ def main():
     parser.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data",
                                                        "mnist"))
     parser.add_argument("--rows", default="symode,torch")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: symode on cupy arrays, torch on CUDA tensors")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     model = odenet()
     theta = model.init(rng, dtype=np.float32)
     batches, note = load_batches(args.data, args.steps + args.warmup, 128, rng)
     print(f"data: {note}; {model.n_params} parameters; {args.steps} timed steps after "
-          f"{args.warmup} warm-up")
+          f"{args.warmup} warm-up; device {args.device}")
     set_num_threads(args.threads)
     steppers = {}
     for row in args.rows.split(","):
         if row == "symode":
-            steppers[row] = symode_stepper(theta.copy())
+            steppers[row] = symode_stepper(theta.copy(), args.device)
         elif row == "torch":
             try:
                 import torch
@@ -176,7 +197,7 @@ def main():
                 print(f"torch: skipped ({exc})")
                 continue
             torch.set_num_threads(args.threads)
-            steppers[row] = torch_stepper(model.named_views(theta.copy()))
+            steppers[row] = torch_stepper(model.named_views(theta.copy()), args.device)
         else:
             raise SystemExit(f"unknown row {row!r}: use symode and/or torch")
     results = {row: dict(times=[], nfe=[]) for row in steppers}
@@ -198,8 +219,10 @@ def main():
               f"per function evaluation: "
               f"{_per_eval(results['symode']) / _per_eval(results['torch']):.2f}")
     os.makedirs(os.path.join(HERE, "output"), exist_ok=True)
-    with open(os.path.join(HERE, "output", "mnist_step.json"), "w") as fh:
-        json.dump(dict(note=note, steps=args.steps, threads=args.threads, results=results), fh)
+    name = "mnist_step.json" if args.device == "cpu" else f"mnist_step_{args.device}.json"
+    with open(os.path.join(HERE, "output", name), "w") as fh:
+        json.dump(dict(note=note, steps=args.steps, threads=args.threads, device=args.device,
+                       results=results), fh)
 
 
 def _per_eval(r):
