@@ -193,3 +193,33 @@ def test_array_engine_keeps_a_cupy_state(fake_cupy, method, rng):
     assert (res.nfev, res.naccept, res.nreject) == (ref.nfev, ref.naccept, ref.nreject)
     _check(res.y, ref.y, cp, 1e-13)
 
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve", "discrete"])
+def test_ode_block_keeps_cupy_arrays(fake_cupy, adjoint, rng):
+    """A solve as a layer: the state, the adjoint and the parameter gradient stay cupy."""
+    cp = fake_cupy
+    net = nn.Sequential(nn.ConcatSquashLinear(2, 4), nn.Tanh(), nn.ConcatSquashLinear(4, 2))
+    block = nn.ODEBlock(net, t1=0.5, method="dopri5", rtol=1e-5, atol=1e-7, adjoint=adjoint)
+    theta = net.init(rng)
+    x, ybar = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
+    y, cache = block.forward(theta, x)
+    cpu = [y, block.vjp(theta, cache, ybar)]
+    nfe = block.nfe_forward, block.nfe_backward
+    theta_g = cp.asarray(theta)
+    y_g, cache_g = block.forward(theta_g, cp.asarray(x))
+    _check([y_g, block.vjp(theta_g, cache_g, cp.asarray(ybar))], cpu, cp, 1e-9)
+    assert (block.nfe_forward, block.nfe_backward) == nfe
+
+
+def test_conv_ode_block_keeps_cupy_arrays(fake_cupy, rng):
+    """Image states: the convolution and group-norm kernels inside the solve and its adjoint."""
+    cp = fake_cupy
+    net = nn.Sequential(nn.GroupNorm(1, 2), nn.ConcatConv2d(2, 2, 3, padding=1), nn.Tanh())
+    block = nn.ODEBlock(net, t1=0.2, method="rk4", n_steps=2, adjoint="checkpoint")
+    theta = net.init(rng)
+    x, ybar = rng.standard_normal((1, 2, 2, 2)), rng.standard_normal((1, 2, 2, 2))
+    y, cache = block.forward(theta, x)
+    cpu = [y, block.vjp(theta, cache, ybar)]
+    theta_g = cp.asarray(theta)
+    y_g, cache_g = block.forward(theta_g, cp.asarray(x))
+    _check([y_g, block.vjp(theta_g, cache_g, cp.asarray(ybar))], cpu, cp, 1e-9)
