@@ -21,9 +21,9 @@ import numpy as np
 
 from ..codegen.cache import load_module
 from ..dynamics import SymbolicDynamics
-from ..solvers.cuda_engine import _cuda, is_device_array, run_kernel
+from ..solvers.cuda_engine import check_device, launch
 from ..solvers.kernel_engine import (CUDA_HEADER, HEADER, _f, _Lines, cuda_kernel_options,
-                                     run_batch)
+                                     run_batch, theta_poly)
 from ..solvers.solution import Stats
 from ..solvers.tableaus import ButcherTableau
 from .discrete import stage_table
@@ -32,16 +32,12 @@ __all__ = ["emit_discrete", "discrete_module", "discrete_kernel"]
 
 
 def _closure(seed: set[int], a) -> set[int]:
-    """Stages whose slope feeds the stages in ``seed`` (through a), with ``seed`` itself."""
+    """Stages whose slope feeds the stages in ``seed`` (through a), with ``seed`` itself; one
+    pass from the last stage down, since a stage feeds only later ones."""
     need = set(seed)
-    changed = True
-    while changed:
-        changed = False
-        for i in list(need):
-            for j in range(i):
-                if a[i][j] != 0.0 and j not in need:
-                    need.add(j)
-                    changed = True
+    for i in range(len(a) - 1, -1, -1):
+        if i in need:
+            need.update(j for j in range(i) if a[i][j] != 0.0)
     return need
 
 
@@ -113,11 +109,7 @@ class _DiscreteEmitter:
         w("th = (tj - t)/h")
         for i in used:
             coeffs = p[i]
-            # B_i(θ) = Σ_m p_im θ^(m+1) and its slope
-            horner = _f(coeffs[-1])
-            for cf in reversed(coeffs[:-1]):
-                horner = f"{_f(cf)} + th*({horner})"
-            w(f"B{i} = th*({horner})")
+            w(f"B{i} = {theta_poly(coeffs)}")               # B_i(θ) and its slope
             slope = _f(deg * coeffs[-1])
             for m in range(deg - 2, -1, -1):
                 slope = f"{_f((m + 1) * coeffs[m])} + th*({slope})"
@@ -322,7 +314,7 @@ def discrete_module(dyn: SymbolicDynamics, tab: ButcherTableau, device: str = "c
     key = ("discrete", tab, device)
     if key not in dyn.kernels:
         if device == "cuda":
-            _cuda()
+            check_device("cuda")            # numba.cuda importable, or a clear error
         text = emit_discrete(dyn, tab, "cuda" if device == "cuda" else "cpu")
         tag = f"{'cuda_' if device == 'cuda' else ''}discrete_{tab.name}"
         dyn.kernels[key] = load_module(text, tag)
@@ -362,11 +354,7 @@ def discrete_kernel(dyn: SymbolicDynamics, tab: ButcherTableau, tgrid, y0, prm, 
     outputs = (np.empty((batch, D)), np.empty((batch, P)), np.empty((batch, T)),
                np.zeros((batch, 3), dtype=np.int64))
     if device == "cuda":
-        cuda = _cuda()
-        dev_in = [a if is_device_array(a) or not isinstance(a, np.ndarray)
-                  else cuda.to_device(np.ascontiguousarray(a)) for a in inputs]
-        dev_out = [cuda.device_array(a.shape, a.dtype) for a in outputs]
-        run_kernel(module.discrete_kernel, batch, *dev_in, *dev_out)
+        dev_out = launch(module, "discrete", batch, inputs, outputs)
         outputs = tuple(d.copy_to_host() for d in dev_out)
     else:
         inputs = tuple(np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a

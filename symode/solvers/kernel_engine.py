@@ -93,6 +93,14 @@ def _combo(coeffs, names, i) -> str:
     return " + ".join(terms) if terms else "0.0"
 
 
+def theta_poly(coeffs) -> str:
+    """``Σ_m c_m θ^(m+1)`` in Horner form, in the variable ``th``: a dense-output weight."""
+    horner = _f(coeffs[-1])
+    for cf in reversed(coeffs[:-1]):
+        horner = f"{_f(cf)} + th*({horner})"
+    return f"th*({horner})"
+
+
 def _tup(prefix: str, n: int) -> str:
     return ", ".join(f"{prefix}{i}" for i in range(n))
 
@@ -206,10 +214,7 @@ class _Emitter:
             coeffs = [float(x) for x in prow]
             if not any(coeffs):
                 continue
-            horner = _f(coeffs[-1])
-            for cf in reversed(coeffs[:-1]):
-                horner = f"{_f(cf)} + th*({horner})"
-            w(f"w{idx} = th*({horner})")
+            w(f"w{idx} = {theta_poly(coeffs)}")
         used = [idx for idx, prow in enumerate(dense.p) if any(float(x) for x in prow)]
         for i in range(self.D):
             combo = " + ".join(f"w{idx}*{names[idx]}{i}" for idx in used)
