@@ -405,7 +405,8 @@ def main(argv=None):
     ref_s = time.perf_counter() - start
     ref_err = gradient_errors(alt_theta, alt_y0, ref_theta, ref_y0)
     info["reference"] = {"dL_dtheta": ref_theta.tolist(), "step_change": ref_err}
-    print(f"reference (dop853 rtol 1e-12 atol 1e-14, central differences, step 1e-6; {ref_s:.1f} s):"
+    print("reference (dop853 rtol 1e-12 atol 1e-14, central differences, step 1e-6; "
+          f"{ref_s:.1f} s):"
           f" dL/dθ = {np.array2string(ref_theta, precision=6)}; |dL/dy0| in "
           f"[{np.abs(ref_y0).min():.2e}, {np.abs(ref_y0).max():.2e}]")
     print("  change with step 1e-5: θ rel {theta_rel:.1e}, y0 max rel {y0_max_rel:.1e}, "

@@ -163,7 +163,8 @@ class DiffraxSolver:
         self.jax.config.update("jax_enable_x64", True)
         self.diffrax = _require("diffrax", "pip install diffrax")
         self.jnp = self.jax.numpy
-        self.t1, self.rtol, self.atol, self.max_steps = float(t1), float(rtol), float(atol), max_steps
+        self.t1, self.rtol, self.atol = float(t1), float(rtol), float(atol)
+        self.max_steps = max_steps
         self._compiled = {}
         self._fn = self.jax.jit(self.jax.vmap(self._one))
 

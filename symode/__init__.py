@@ -25,7 +25,8 @@ from .solvers.tableaus import METHODS, ButcherTableau
 from .symbolic import ODE, AdjointSystem
 
 __all__ = [
-    "ODE", "AdjointSystem", "solve", "solve_vjp", "Gradients", "source", "Solution", "Stats", "METHODS", "ButcherTableau",
+    "ODE", "AdjointSystem", "solve", "solve_vjp", "Gradients", "source", "Solution", "Stats",
+    "METHODS", "ButcherTableau",
     "PIController", "Dynamics", "SymbolicDynamics", "FunctionDynamics", "errors",
     "SymodeError", "ExpressionError", "UnknownSymbolError", "ParseError", "ShapeError",
     "TimeGridError", "NonFiniteError", "StepSizeUnderflowError", "MaxStepsError",

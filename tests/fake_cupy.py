@@ -22,18 +22,35 @@ numba's CUDA simulator passes objects that are not numpy arrays to a kernel unch
 GPU would view the memory behind ``__cuda_array_interface__``), so inside a simulated kernel the
 fake indexes its numpy array directly: the kernels read and write the fake's own memory.
 
-The module exposes numpy's namespace (functions wrapped to take and give fake arrays), so it
-does not catch a numpy function that cupy lacks.
+The module exposes numpy's namespace (functions wrapped to take and give fake arrays), narrowed
+to the names cupy 14.2 has (``tests/cupy_api.txt``, read from its sources): a numpy function or
+array method cupy lacks is an ``AttributeError`` here too. Keyword arguments are not checked.
 """
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import scipy.special
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 _TRANSFERS = {"array", "asarray", "asanyarray"}   # the functions that accept host arrays
+
+
+def _read_api(path: Path = Path(__file__).with_name("cupy_api.txt")) -> dict[str, frozenset]:
+    """``{"cupy": names, "cupy.ndarray": names, ...}`` from the ``[section]`` lists."""
+    api, section = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            section = line.strip("[]")
+            api[section] = set()
+        elif section and line and not line.startswith("#"):
+            api[section].update(line.split())
+    return {k: frozenset(v) for k, v in api.items()}
+
+
+CUPY_API = _read_api()
 
 
 def _in_kernel() -> bool:
@@ -102,6 +119,8 @@ class ndarray(NDArrayOperatorsMixin):
     def __getattr__(self, name):
         if name.startswith("__") or name == "_a":       # no __array_interface__: no way around
             raise AttributeError(name)
+        if name not in CUPY_API["cupy.ndarray"]:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute '{name}'")
         attr = getattr(self._a, name)
         if callable(attr):
             return lambda *a, **k: _wrap(attr(*_unwrap(a), **_unwrap(k)))
@@ -150,10 +169,14 @@ class _Func:
 
 
 def _namespace(name: str, source: types.ModuleType) -> types.ModuleType:
-    """A module whose attributes are ``source``'s, functions wrapped by :class:`_Func`."""
+    """A module whose attributes are ``source``'s, functions wrapped by :class:`_Func`, narrowed
+    to cupy's names where ``tests/cupy_api.txt`` lists the module."""
     mod = types.ModuleType(name)
+    allowed = CUPY_API.get(name)
 
     def lookup(attr):
+        if allowed is not None and attr not in allowed:
+            raise AttributeError(f"module '{name}' has no attribute '{attr}'")
         obj = getattr(source, attr)
         if isinstance(obj, types.ModuleType):
             obj = _namespace(f"{name}.{attr}", obj)

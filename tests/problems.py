@@ -29,9 +29,11 @@ def oscillating_growth(batch: int = 1) -> Problem:
     ode = so.ODE([y], [y - sp.exp(t / 2) * sp.sin(5 * t) / 2 + 5 * sp.exp(t / 2) * sp.cos(5 * t)])
 
     def exact(tt):
-        return np.broadcast_to((np.exp(tt / 2) * np.sin(5 * tt))[:, None, None], (len(tt), batch, 1))
+        y = np.exp(tt / 2) * np.sin(5 * tt)
+        return np.broadcast_to(y[:, None, None], (len(tt), batch, 1))
 
-    return Problem("oscillating_growth", ode, np.zeros((batch, 1)), np.linspace(0, 2, 5), None, exact)
+    return Problem("oscillating_growth", ode, np.zeros((batch, 1)), np.linspace(0, 2, 5), None,
+                   exact)
 
 
 def linear_spiral(batch: int = 3, seed: int = 0) -> Problem:

@@ -110,8 +110,10 @@ def launch(module, entry: str, batch: int, inputs: tuple, outputs: tuple) -> lis
     """
     cuda = _cuda()
     kernel = getattr(module, f"{entry}_kernel")
+    # GPU arrays in place; numba's simulator takes them as they are (it has no as_cuda_array)
+    view = getattr(cuda, "as_cuda_array", lambda a: a)
     dev_in = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray)
-              else (cuda.as_cuda_array(a) if is_device_array(a) else a) for a in inputs]
+              else (view(a) if is_device_array(a) else a) for a in inputs]
     dev_out = [cuda.device_array(a.shape, a.dtype) for a in outputs]
     run_kernel(kernel, batch, *dev_in, *dev_out)
     return dev_out

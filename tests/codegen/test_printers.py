@@ -37,5 +37,6 @@ def test_cse_keeps_the_values():
 
 
 def test_unsupported_function_is_named():
-    with pytest.raises(so.UnsupportedFunctionError, match=r"cannot print besselj\(0, x\) in rhs\[2\]"):
+    with pytest.raises(so.UnsupportedFunctionError,
+                       match=r"cannot print besselj\(0, x\) in rhs\[2\]"):
         print_expression(sp.sin(x) + sp.besselj(0, x), NumbaPrinter(), "rhs[2]")

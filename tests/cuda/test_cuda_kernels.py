@@ -145,3 +145,28 @@ def test_cupy_in_cupy_out(lorenz_case):
     assert isinstance(sol.y, cupy.ndarray)
     cpu = so.solve(p.ode, p.y0, [0.0, 0.5], params=p.params)
     _close(cupy.asnumpy(sol.y), cpu.y)
+
+
+@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint", "discrete"])
+def test_cupy_in_cupy_out_on_the_stand_in(monkeypatch, lorenz_case, adjoint):
+    """With cupy arrays in (the host-memory stand-in of tests/fake_cupy.py), the kernels read
+    them in place and the solution and every gradient come back as cupy arrays, equal to the
+    numpy run; a stray host conversion of a cupy array would raise here."""
+    import fake_cupy
+
+    cp = fake_cupy.install(monkeypatch)
+    p = lorenz_case
+    t = np.array([0.0, 0.2, 0.5])
+    w = np.random.default_rng(2).normal(size=(3, p.y0.shape[0], 3))
+    opts = dict(params=p.params, rtol=1e-7, atol=1e-9, adjoint=adjoint)
+    sol_c, back_c = so.solve_vjp(p.ode, p.y0, t, **opts)
+    sol_g, back_g = so.solve_vjp(p.ode, cp.asarray(p.y0), t, device="cuda", **opts)
+    gc, gg = back_c(w), back_g(cp.asarray(w))
+    for got, want in [(sol_g.y, sol_c.y)] + [(getattr(gg, n), getattr(gc, n))
+                                             for n in ("y0", "params", "t")]:
+        assert isinstance(got, cp.ndarray)
+        _close(got.get(), want, rtol=1e-9)
+    sol = so.solve(p.ode, cp.asarray(p.y0), t, params=p.params, rtol=1e-7, atol=1e-9,
+                   device="cuda")
+    assert isinstance(sol.y, cp.ndarray)
+    _close(sol.y.get(), sol_c.y)

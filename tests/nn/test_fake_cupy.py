@@ -136,6 +136,21 @@ def test_non_finite_errors_on_cupy(fake_cupy, rng):
         nn.clip_grad_norm(cp.asarray(grad), 1.0)
 
 
+def test_stand_in_has_only_cupys_names(fake_cupy):
+    """The stand-in refuses what cupy 14.2 lacks, so code that passes here asks cupy for no
+    numpy-only function or array method (errstate, vecdot, ndarray.resize, ...)."""
+    a = fake_cupy.zeros(3)
+    assert float(fake_cupy.einsum("i,i->", a, a)) == 0.0 and a.ravel().shape == (3,)
+    for name in ("errstate", "vecdot", "nanpercentile"):
+        assert hasattr(np, name)
+        with pytest.raises(AttributeError, match=name):
+            getattr(fake_cupy, name)
+    with pytest.raises(AttributeError, match="resize"):
+        a.resize(4)
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+
+
 def test_to_device_and_back(fake_cupy):
     x = np.arange(3.0)
     d = backend.to_device(x)
