@@ -29,6 +29,7 @@ from ..dynamics import SymbolicDynamics, as_dynamics
 from ..errors import MissingVJPError, ShapeError, SymodeError, TimeGridError
 from ..solvers.solution import Solution, Stats
 from ..solvers.cuda_engine import is_device_array, to_host
+from ..solvers.rosenbrock_tableaus import RosenbrockTableau
 from ..solvers.solve import prepare, run, to_gpu
 from .backsolve import backsolve_arrays, backsolve_kernel
 from .checkpoint import checkpoint_arrays, checkpoint_kernel
@@ -111,6 +112,9 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
                    max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
                    controller=controller)
+    if isinstance(prep.tab, RosenbrockTableau):
+        raise SymodeError(f"gradients of stiff ({prep.tab.name}) solves are not available yet: "
+                          f"solve_vjp takes the explicit methods; so.solve runs {prep.tab.name}")
     if not prep.use_kernel and np.ndim(prep.t_given) != 1:
         raise TimeGridError("gradients in the array engine need one time grid of shape (T,) "
                             "for the whole batch")

@@ -18,6 +18,8 @@ from .cuda_engine import (check_device, cuda_module, has_cupy, is_device_array, 
                           to_host)
 from .kernel_engine import (MAX_STEPS, NON_FINITE, OK, UNDERFLOW, KernelSpec, compiled_kernel,
                             run_batch)
+from .rosenbrock import compiled_rosenbrock
+from .rosenbrock_tableaus import RosenbrockTableau
 from .solution import Solution, Stats
 from .tableaus import ButcherTableau, get_tableau
 
@@ -47,7 +49,9 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
         Values of the system's parameters, shared or per trajectory.
     method : str or ButcherTableau
         ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step: give ``step_size`` or
-        ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive).
+        ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive), or
+        ``"rodas4"`` for stiff systems (Rosenbrock with the derived Jacobian; a symbolic ODE,
+        on the CPU).
     rtol, atol : float or array_like, shape (dim,)
         Tolerances of adaptive methods: a step is accepted when the RMS over components of
         ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
@@ -161,6 +165,8 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
                           f"its parameters are cupy arrays (symode.backend.to_device)")
     if device == "cuda" and engine == "array" and not arrays_on_gpu:
         raise SymodeError("device='cuda' runs the kernel engine; leave engine='auto'")
+    if isinstance(tab, RosenbrockTableau):
+        _check_stiff(tab, symbolic, engine, device, system)
     on_gpu = is_device_array(y0)
     checked = (_check_y0(y0, dyn) if arrays_on_gpu
                else _check_y0_gpu(y0, dyn) if on_gpu and device == "cuda" else None)
@@ -192,6 +198,19 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
     return Prepared(dyn, tab, y0_arr, single, out_dtype, tgrid, t_given, prm, rtol_a, atol_a,
                     first_step, h_fixed, int(max_steps), use_kernel, device, on_gpu, error_norm,
                     controller)
+
+
+def _check_stiff(tab, symbolic, engine, device, system) -> None:
+    """A Rosenbrock method runs in the kernel engine on the CPU, with a derived Jacobian."""
+    if not symbolic:
+        raise SymodeError(f"{tab.name} needs the exact Jacobian, which symode derives from a "
+                          f"symbolic symode.ODE; {type(system).__name__} has none. Declare the "
+                          f"system as an ODE, or use an explicit method (dopri5, ...)")
+    if engine == "array":
+        raise SymodeError(f"{tab.name} runs in the kernel engine, one trajectory at a time; "
+                          f"leave engine='auto' (and error_norm='trajectory')")
+    if device != "cpu":
+        raise SymodeError(f"{tab.name} runs on the CPU for now; use device='cpu'")
 
 
 def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = False):
@@ -230,8 +249,10 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
     if what == "vjp":
         return dyn.vjp_source
     if what in ("kernel", "adjoint"):
+        tab = get_tableau(method)
         if what == "kernel":
-            module = compiled_kernel(dyn, get_tableau(method))
+            module = (compiled_rosenbrock(dyn, tab) if isinstance(tab, RosenbrockTableau)
+                      else compiled_kernel(dyn, tab))
         else:
             from ..gradients.augmented import segments_module
 
@@ -387,7 +408,11 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
               np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
               int(max_steps))
     outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
-    if device == "cuda":
+    if isinstance(tab, RosenbrockTableau):
+        if record:
+            raise SymodeError(f"gradients of {tab.name} solves are not available yet")
+        run_batch(compiled_rosenbrock(dyn, tab, controller), batch, *inputs, *outputs)
+    elif device == "cuda":
         module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,
                              f"{tab.name} integrator", False, f"kernel_{tab.name}")
         dev = launch(module, "solve", batch, inputs, outputs)

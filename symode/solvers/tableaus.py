@@ -513,17 +513,24 @@ METHODS: dict[str, ButcherTableau] = {
 }
 
 
-def get_tableau(method: str | ButcherTableau) -> ButcherTableau:
-    """The tableau called ``method`` (case-insensitive), or ``method`` itself if it is one.
+def get_tableau(method):
+    """The tableau called ``method`` (case-insensitive), or ``method`` itself if it is one:
+    a :class:`ButcherTableau`, or for a stiff method (``"rodas4"``) a
+    :class:`~symode.solvers.rosenbrock_tableaus.RosenbrockTableau`.
 
     Raises
     ------
     SymodeError
         If no method of that name exists; the message lists the known names.
     """
-    if isinstance(method, ButcherTableau):
+    from .rosenbrock_tableaus import ROSENBROCK_METHODS, RosenbrockTableau
+
+    if isinstance(method, (ButcherTableau, RosenbrockTableau)):
         return method
     if isinstance(method, str) and method.lower() in METHODS:
         return METHODS[method.lower()]
-    raise SymodeError(f"unknown method {method!r}; known methods: {', '.join(METHODS)} "
-                      "(or pass a ButcherTableau)")
+    if isinstance(method, str) and method.lower() in ROSENBROCK_METHODS:
+        return ROSENBROCK_METHODS[method.lower()]
+    raise SymodeError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}, and "
+                      f"for stiff systems {', '.join(ROSENBROCK_METHODS)} (or pass a "
+                      "ButcherTableau)")

@@ -1,0 +1,182 @@
+"""Stiff systems: the Rosenbrock method rodas4 with derived Jacobians, against exact solutions,
+scipy's Radau at tight tolerance, and one-step convergence orders."""
+
+import numpy as np
+import pytest
+import sympy as sp
+from scipy.integrate import solve_ivp
+from scipy.linalg import expm
+
+import symode as so
+from symode.errors import MaxStepsError, NonFiniteError, StepSizeUnderflowError, SymodeError
+from symode.solvers.rosenbrock_tableaus import ROSENBROCK_METHODS
+
+STIFF = list(ROSENBROCK_METHODS)
+
+
+# -- the tableaus, independently of the generated code ------------------------------------------
+def _f(t, y):
+    return np.array([-y[0] + y[1] ** 2 + np.sin(t), -2 * y[1] + y[0] * y[1] + np.cos(3 * t)])
+
+
+def _jac(t, y):
+    return np.array([[-1.0, 2 * y[1]], [y[1], -2.0 + y[0]]])
+
+
+def _ft(t, y):
+    return np.array([np.cos(t), -3 * np.sin(3 * t)])
+
+
+def _one_step(tab, t, y, h):
+    """One step of the transformed Rosenbrock form with dense numpy linear algebra."""
+    s = tab.stages
+    U = np.zeros((s, len(y)))
+    W = np.eye(len(y)) / (h * tab.gamma) - _jac(t, y)
+    for i in range(s):
+        if i == 0 or tab.new_f[i]:
+            F = _f(t + tab.alpha[i] * h, y + sum(tab.a[i][j] * U[j] for j in range(i)))
+        rhs = F + sum(tab.c[i][j] / h * U[j] for j in range(i)) + tab.gammas[i] * h * _ft(t, y)
+        U[i] = np.linalg.solve(W, rhs)
+    return y + np.dot(tab.m, U), np.dot(tab.e, U)
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_tableau_orders(name):
+    """Local error O(h^(order+1)), error estimate O(h^(error_order+1)) on a nonlinear,
+    non-autonomous system (so the ∂f/∂t weights are checked too)."""
+    tab = ROSENBROCK_METHODS[name]
+    y0, t0 = np.array([0.5, 0.3]), 0.2
+    hs = 0.05 / 2.0 ** np.arange(4)
+    errs, ests = [], []
+    for h in hs:
+        ref = solve_ivp(_f, (t0, t0 + h), y0, method="DOP853", rtol=1e-13, atol=1e-15).y[:, -1]
+        y1, est = _one_step(tab, t0, y0, h)
+        errs.append(np.linalg.norm(y1 - ref))
+        ests.append(np.linalg.norm(est))
+    slope_err = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    slope_est = np.polyfit(np.log(hs), np.log(ests), 1)[0]
+    assert abs(slope_err - (tab.order + 1)) < 0.35, slope_err
+    assert abs(slope_est - (tab.error_order + 1)) < 0.35, slope_est
+
+
+# -- problems -------------------------------------------------------------------------------
+def robertson():
+    y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
+    return so.ODE(states=[y1, y2, y3],
+                  rhs=[-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 ** 2 - k3 * y2 * y3,
+                       k2 * y2 ** 2],
+                  params=[k1, k2, k3])
+
+
+def _robertson_rhs(t, y, k1, k2, k3):
+    return [-k1 * y[0] + k3 * y[1] * y[2], k1 * y[0] - k2 * y[1] ** 2 - k3 * y[1] * y[2],
+            k2 * y[1] ** 2]
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_robertson_matches_radau(name):
+    """The classic stiff chemistry problem over 11 decades of time, against Radau at 1e-12."""
+    t = np.concatenate([[0.0], np.logspace(-5, 5, 11)])
+    p = np.array([[0.04, 3e7, 1e4], [0.08, 3e7, 1e4]])
+    rtol, atol = 1e-7, 1e-12
+    sol = so.solve(robertson(), np.tile([1.0, 0.0, 0.0], (2, 1)), t, params=p, method=name,
+                   rtol=rtol, atol=atol)
+    for b in range(2):
+        ref = solve_ivp(_robertson_rhs, (0, t[-1]), [1.0, 0, 0], method="Radau", t_eval=t,
+                        rtol=1e-12, atol=1e-18, args=tuple(p[b])).y.T
+        np.testing.assert_allclose(sol.y[:, b], ref, rtol=200 * rtol, atol=100 * atol)
+    np.testing.assert_allclose(sol.y.sum(axis=2), 1.0, rtol=1e-12)   # mass is conserved
+
+
+@pytest.mark.parametrize("name", STIFF)
+def test_linear_stiff_system_exact(name):
+    """dz/dt = A z with eigenvalues -1 and -1e4, per-trajectory time grids: the exact
+    expm(A t) z0."""
+    z1, z2 = sp.symbols("z1 z2")
+    A = np.array([[-1.0, 1.0], [0.0, -1e4]])
+    ode = so.ODE([z1, z2], [A[0, 0] * z1 + A[0, 1] * z2, A[1, 1] * z2])
+    grids = np.array([[0.0, 0.01, 0.1, 1.0], [0.0, 0.5, 1.0, 2.0], [1.0, 1.1, 1.5, 3.0]])
+    y0 = np.array([[1.0, 1.0], [2.0, -1.0], [0.5, 0.0]])
+    sol = so.solve(ode, y0, grids, method=name, rtol=1e-8, atol=1e-10)
+    for b in range(3):
+        exact = [expm(A * (tt - grids[b, 0])) @ y0[b] for tt in grids[b]]
+        np.testing.assert_allclose(sol.y[:, b], exact, rtol=1e-5, atol=1e-8)
+
+
+def test_prothero_robinson_uses_the_time_derivative():
+    """y' = λ(y - sin(ωt)) + ω cos(ωt), λ = -1e5: exact y = sin(ωt). The forcing depends on t,
+    so the stages need ∂f/∂t; per-trajectory ω exercises parameters."""
+    y, t, w = sp.symbols("y t w")
+    lam = -1e5
+    ode = so.ODE([y], [lam * (y - sp.sin(w * t)) + w * sp.cos(w * t)], params=[w], t=t)
+    times = np.linspace(0.0, 3.0, 13)
+    ws = np.array([[1.0], [2.5]])
+    sol = so.solve(ode, np.zeros((2, 1)), times, params=ws, method="rodas4", rtol=1e-7,
+                   atol=1e-9)
+    exact = np.sin(ws[:, 0][None, :] * times[:, None])
+    np.testing.assert_allclose(sol.y[..., 0], exact, atol=1e-7)
+
+
+def test_stiff_van_der_pol_far_fewer_steps_than_dopri5():
+    mu_, x, v = sp.symbols("mu x v")
+    ode = so.ODE([x, v], [v, mu_ * (1 - x ** 2) * v - x], params=[mu_])
+    mu = 1000.0
+    t = np.linspace(0.0, 1000.0, 5)
+    rodas = so.solve(ode, [2.0, 0.0], t, params=[mu], method="rodas4", rtol=1e-7, atol=1e-9)
+    dopri = so.solve(ode, [2.0, 0.0], t, params=[mu], method="dopri5", rtol=1e-7, atol=1e-9,
+                     max_steps=1_000_000)
+    ref = solve_ivp(lambda tt, z: [z[1], mu * (1 - z[0] ** 2) * z[1] - z[0]], (0, t[-1]),
+                    [2.0, 0.0], method="Radau", t_eval=t, rtol=1e-12, atol=1e-12).y.T
+    np.testing.assert_allclose(rodas.y[:, 0], ref[:, 0], atol=1e-4)
+    assert rodas.stats.naccept[0] * 20 < dopri.stats.naccept[0]
+
+
+def test_backwards_in_time():
+    """A trajectory may run backwards (here the non-stiff direction of a decay), beside one
+    running forwards: y(t) = y(t0) exp(-k (t - t0))."""
+    y, k = sp.symbols("y k")
+    ode = so.ODE([y], [-k * y], params=[k])
+    grids = np.array([[2.0, 1.5, 1.0, 0.0], [0.0, 0.5, 1.0, 2.0]])
+    sol = so.solve(ode, [[1.0], [1.0]], grids, params=[[3.0], [3.0]], method="rodas4",
+                   rtol=1e-9, atol=1e-12)
+    exact = np.exp(-3.0 * (grids - grids[:, :1])).T
+    np.testing.assert_allclose(sol.y[..., 0], exact, rtol=1e-7)
+
+
+def test_batch_equals_single_solves():
+    ode = robertson()
+    t = np.array([[0.0, 1.0, 10.0, 40.0], [0.0, 0.5, 5.0, 100.0]])
+    p = np.array([[0.04, 3e7, 1e4], [0.02, 1e7, 3e3]])
+    y0 = np.array([[1.0, 0.0, 0.0], [0.9, 1e-5, 0.1]])
+    both = so.solve(ode, y0, t, params=p, method="rodas4")
+    for b in range(2):
+        one = so.solve(ode, y0[b], t[b], params=p[b], method="rodas4")
+        np.testing.assert_array_equal(both.y[:, b], one.y)
+        assert both.stats.naccept[b] == one.stats.naccept[0]
+
+
+def test_generated_source_shows_the_jacobian():
+    text = so.source(robertson(), "kernel", method="rodas4")
+    assert "def jac(t, z0, z1, z2, p0, p1, p2):" in text and "def lu_factor(" in text
+
+
+def test_clear_errors():
+    ode = robertson()
+    p = [0.04, 3e7, 1e4]
+    with pytest.raises(SymodeError, match="exact Jacobian"):
+        so.solve(lambda t, y, prm: -y, [1.0], [0.0, 1.0], method="rodas4")
+    with pytest.raises(SymodeError, match="kernel engine"):
+        so.solve(ode, [1.0, 0, 0], [0.0, 1.0], params=p, method="rodas4", engine="array")
+    with pytest.raises(SymodeError, match="CPU"):
+        so.solve(ode, [1.0, 0, 0], [0.0, 1.0], params=p, method="rodas4", device="cuda")
+    with pytest.raises(SymodeError, match="not available yet"):
+        so.solve_vjp(ode, [1.0, 0, 0], [0.0, 1.0], params=p, method="rodas4")
+    with pytest.raises(SymodeError, match="fixed-step"):
+        so.solve(ode, [1.0, 0, 0], [0.0, 1.0], params=p, method="rodas4", step_size=0.1)
+    with pytest.raises(SymodeError, match="rodas4"):
+        so.solve(ode, [1.0, 0, 0], [0.0, 1.0], params=p, method="rodas5")
+    with pytest.raises(MaxStepsError, match="max_steps=5"):
+        so.solve(ode, [1.0, 0, 0], [0.0, 1e5], params=p, method="rodas4", max_steps=5)
+    y = sp.Symbol("y")
+    with pytest.raises((NonFiniteError, StepSizeUnderflowError), match="t=0.99|t=1"):
+        so.solve(so.ODE([y], [y ** 2]), [1.0], [0.0, 2.0], method="rodas4")
