@@ -501,8 +501,6 @@ class _Emitter:
         w, D = self.w, self.D
         ctl = self.spec.controller
         q = self.tab.error_order
-        # the PI factor safety * err^-alpha * err_prev^beta as one exp of logs: one
-        # transcendental a step fewer than two powers
         w(f"log_prev = {_f(math.log(ERR_PREV_FLOOR))}")
         w("after_reject = False")
         w("while j < T:" if dense else "while t != t_end:")
@@ -546,22 +544,14 @@ class _Emitter:
             w.dedent()
         w("t = t_new")
         w("nacc += 1")
-        w("log_err = math.log(err) if err > 0.0 else -745.0")
-        w(f"fac = {_f(ctl.safety)}*math.exp({_f(ctl.beta)}*log_prev - "
-          f"{_f(ctl.alpha(q))}*log_err)")
-        w(f"fac = min(1.0 if after_reject else {_f(ctl.factor_max)}, "
-          f"max({_f(ctl.factor_min)}, fac))")
-        w(f"log_prev = max(log_err, {_f(math.log(ERR_PREV_FLOOR))})")
-        w("after_reject = False")
+        for line in pi_accepted(ctl, q):
+            w(line)
         w.dedent()
         w("else:")
         w.indent()
         w("nrej += 1")
-        w("after_reject = True")
-        w(f"fac = {_f(ctl.safety)}*err**{_f(-1 / (q + 1))}")
-        w(f"if not fac >= {_f(ctl.factor_min)}:  # also catches a NaN error estimate")
-        w(f"    fac = {_f(ctl.factor_min)}")
-        w("fac = min(fac, 1.0)")
+        for line in pi_rejected(ctl, q):
+            w(line)
         w.dedent()
         w("h = h*fac")
         more = "j < T" if dense else "t != t_end"
@@ -570,6 +560,29 @@ class _Emitter:
         self._fail(UNDERFLOW, err=True)
         w.dedent()
         w.dedent()
+
+
+def pi_accepted(ctl: PIController, q: int) -> list[str]:
+    """Generated lines setting the step factor ``fac`` after an accepted step with error ratio
+    ``err`` (``log_prev`` and ``after_reject`` in scope and updated): the PI factor
+    safety * err^-alpha * err_prev^beta as one exp of logs, a transcendental fewer than two
+    powers."""
+    return ["log_err = math.log(err) if err > 0.0 else -745.0",
+            f"fac = {_f(ctl.safety)}*math.exp({_f(ctl.beta)}*log_prev - "
+            f"{_f(ctl.alpha(q))}*log_err)",
+            f"fac = min(1.0 if after_reject else {_f(ctl.factor_max)}, "
+            f"max({_f(ctl.factor_min)}, fac))",
+            f"log_prev = max(log_err, {_f(math.log(ERR_PREV_FLOOR))})",
+            "after_reject = False"]
+
+
+def pi_rejected(ctl: PIController, q: int) -> list[str]:
+    """Generated lines setting ``fac`` after a rejected step (and ``after_reject``)."""
+    return ["after_reject = True",
+            f"fac = {_f(ctl.safety)}*err**{_f(-1 / (q + 1))}",
+            f"if not fac >= {_f(ctl.factor_min)}:  # also catches a NaN error estimate",
+            f"    fac = {_f(ctl.factor_min)}",
+            "fac = min(fac, 1.0)"]
 
 
 def emit_integrator(spec: KernelSpec, rhs_source: str, title: str, segments: bool = False,

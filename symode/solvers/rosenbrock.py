@@ -24,7 +24,7 @@ import math
 from ..codegen.cache import load_module
 from ..codegen.source import emit_function, rename
 from .controllers import ERR_PREV_FLOOR, PIController
-from .kernel_engine import EPS, MAX_STEPS, NON_FINITE, UNDERFLOW
+from .kernel_engine import EPS, MAX_STEPS, NON_FINITE, UNDERFLOW, pi_accepted, pi_rejected
 from .rosenbrock_tableaus import RosenbrockTableau
 
 __all__ = ["jacobian_source", "emit_rosenbrock", "compiled_rosenbrock"]
@@ -127,7 +127,6 @@ def solve_one(b, y_init, tg, prm, rtol, atol, h_first, h_fixed, max_steps, out, 
     ys = np.empty({D})
     fs = np.empty({D})
     f0 = np.empty({D})
-    f1 = np.empty({D})
     ft = np.empty({D})
     x = np.empty({D})
     est = np.empty({D})
@@ -244,34 +243,25 @@ def solve_one(b, y_init, tg, prm, rtol, atol, h_first, h_fixed, max_steps, out, 
                     out[j, b, i] = yn[i]
                 j += 1
             if j < T:  # the next step's first evaluation
-                rhs_into(t_new, yn, p, f1)
+                rhs_into(t_new, yn, p, f0)
                 nfev += 1
-                if not all_finite(f1):
+                if not all_finite(f0):
                     status[b] = {NON_FINITE}
                     fail[b, 0] = t_new
                     fail[b, 1] = h
                     break
             for i in range({D}):
                 y[i] = yn[i]
-                f0[i] = f1[i]
             t = t_new
             nacc += 1
-            log_err = math.log(err) if err > 0.0 else -745.0
-            fac = {safety} * math.exp({beta} * log_prev - {alpha} * log_err)
-            fac = min(1.0 if after_reject else {factor_max}, max({factor_min}, fac))
-            log_prev = max(log_err, {log_floor})
+            {accepted}
             if landing and abs(h_wanted) > abs(h * fac):
                 fac = h_wanted / h
-            after_reject = False
             if j < T:
                 jac_into(t, y, p, J, ft)
         else:
             nrej += 1
-            after_reject = True
-            fac = {safety} * err ** {neg_inv_order}
-            if not fac >= {factor_min}:  # also a NaN or infinite error
-                fac = {factor_min}
-            fac = min(fac, 1.0)
+            {rejected}
         h = h * fac
         if j < T and not abs(h) >= {tiny} * max(abs(t), abs(t_end)):
             status[b] = {UNDERFLOW}
@@ -317,17 +307,16 @@ def emit_rosenbrock(dyn, tab: RosenbrockTableau, controller: PIController = PICo
                     ) -> str:
     """The complete module text of the Rosenbrock integrator of ``tab`` for a symbolic system."""
     q = tab.error_order
+    indent = "\n" + " " * 12
     header = HEADER.format(
         title=f"{tab.name} integrator (Rosenbrock, exact Jacobian)", gamma=tab.gamma,
         alpha=list(tab.alpha), gammas=list(tab.gammas), a=[list(r) for r in tab.a],
         c=[list(r) for r in tab.c], m=list(tab.m), e=list(tab.e), new_f=list(tab.new_f))
     body = BODY.format(
         D=dyn.dim, S=tab.stages, NON_FINITE=NON_FINITE, MAX_STEPS=MAX_STEPS, UNDERFLOW=UNDERFLOW,
-        inv_order=repr(1.0 / (q + 1)), neg_inv_order=repr(-1.0 / (q + 1)),
-        log_floor=repr(math.log(ERR_PREV_FLOOR)), safety=repr(controller.safety),
-        beta=repr(controller.beta), alpha=repr(controller.alpha(q)),
-        factor_min=repr(controller.factor_min), factor_max=repr(controller.factor_max),
-        tiny=repr(10 * EPS))
+        inv_order=repr(1.0 / (q + 1)), log_floor=repr(math.log(ERR_PREV_FLOOR)),
+        accepted=indent.join(pi_accepted(controller, q)),
+        rejected=indent.join(pi_rejected(controller, q)), tiny=repr(10 * EPS))
     return "\n\n".join([header, dyn.rhs_source, jacobian_source(dyn),
                         _wrappers(dyn.dim, dyn.n_params), body])
 

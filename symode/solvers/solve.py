@@ -408,9 +408,7 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
               np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
               int(max_steps))
     outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
-    if isinstance(tab, RosenbrockTableau):
-        if record:
-            raise SymodeError(f"gradients of {tab.name} solves are not available yet")
+    if isinstance(tab, RosenbrockTableau):   # solve_vjp refuses these: nothing is recorded
         run_batch(compiled_rosenbrock(dyn, tab, controller), batch, *inputs, *outputs)
     elif device == "cuda":
         module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,

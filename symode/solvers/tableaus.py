@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SymodeError
+from .rosenbrock_tableaus import ROSENBROCK_METHODS, RosenbrockTableau
 
 __all__ = ["DenseOutput", "ButcherTableau", "FloatTableau", "METHODS", "get_tableau"]
 
@@ -523,8 +524,6 @@ def get_tableau(method):
     SymodeError
         If no method of that name exists; the message lists the known names.
     """
-    from .rosenbrock_tableaus import ROSENBROCK_METHODS, RosenbrockTableau
-
     if isinstance(method, (ButcherTableau, RosenbrockTableau)):
         return method
     if isinstance(method, str) and method.lower() in METHODS:
