@@ -4,6 +4,16 @@ import numpy as np
 import pytest
 
 
+def central_differences(fun, x, eps=1e-6):
+    """The gradient of a scalar ``fun`` at ``x`` by central differences, entry by entry."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
+    return g
+
+
 def assert_vjp_matches_fd(fun, x, vjp, rng, eps=1e-6, rtol=1e-6, atol=1e-9):
     """<u, J v> by central differences equals <vjp(u), v> for random u, v."""
     v, u = rng.standard_normal(np.shape(x)), rng.standard_normal(np.shape(fun(x)))

@@ -35,6 +35,7 @@ from .backsolve import backsolve_arrays, backsolve_kernel
 from .checkpoint import checkpoint_arrays, checkpoint_kernel
 from .discrete import discrete_arrays
 from .discrete_kernel import discrete_kernel
+from .rosenbrock_adjoint import rosenbrock_adjoint
 
 __all__ = ["solve_vjp", "Gradients", "ADJOINTS"]
 
@@ -66,7 +67,7 @@ class Gradients:
 
 
 def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = None, *,
-              method="dopri5", adjoint: str = "backsolve", rtol=1e-6, atol=1e-8,
+              method="dopri5", adjoint: str | None = None, rtol=1e-6, atol=1e-8,
               adjoint_rtol=None, adjoint_atol=None, seminorm: bool = False,
               step_size=None, n_steps=None, first_step=None, max_steps: int = 10_000,
               engine: str = "auto", device: str = "cpu", error_norm: str = "trajectory",
@@ -84,7 +85,8 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
         Where the forward and backward kernels run (symbolic systems; ``backsolve`` and
         ``checkpoint``). The cotangent may be a GPU array; gradients come back where ``y0``
         was given.
-    adjoint : {"backsolve", "checkpoint", "discrete"}
+    adjoint : {"backsolve", "checkpoint", "discrete"}, optional
+        Default ``"backsolve"``, and ``"discrete"`` for ``rodas4`` (the only one it takes).
         ``backsolve`` re-integrates z backwards with the adjoint (O(1) memory; drifts on
         dissipative or chaotic systems); ``checkpoint`` resets z to the stored forward state at
         every forward step (accurate there, memory grows with steps); ``discrete`` is the exact
@@ -100,7 +102,7 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
     pullback : callable ``pullback(dL_dy) -> Gradients``
         ``dL_dy`` has the shape of ``sol.y``.
     """
-    if adjoint not in ADJOINTS:
+    if adjoint is not None and adjoint not in ADJOINTS:
         raise SymodeError(f"adjoint must be one of {ADJOINTS}, got {adjoint!r}")
     dyn = as_dynamics(system)
     if not callable(getattr(dyn, "vjp", None)):
@@ -112,9 +114,12 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
                    step_size=step_size, n_steps=n_steps, first_step=first_step,
                    max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
                    controller=controller)
-    if isinstance(prep.tab, RosenbrockTableau):
-        raise SymodeError(f"gradients of stiff ({prep.tab.name}) solves are not available yet: "
-                          f"solve_vjp takes the explicit methods; so.solve runs {prep.tab.name}")
+    stiff = isinstance(prep.tab, RosenbrockTableau)
+    adjoint = ("discrete" if stiff else "backsolve") if adjoint is None else adjoint
+    if stiff and adjoint != "discrete":
+        raise SymodeError(f"gradients of {prep.tab.name} solves take adjoint='discrete' (the "
+                          f"exact gradient of its steps), got adjoint={adjoint!r}: a continuous "
+                          f"adjoint would integrate a stiff system backwards")
     if not prep.use_kernel and np.ndim(prep.t_given) != 1:
         raise TimeGridError("gradients in the array engine need one time grid of shape (T,) "
                             "for the whole batch")
@@ -177,6 +182,9 @@ def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
     dyn, y = prep.dyn, recorded[0]
     D = dyn.dim
     args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed, prep.device)
+    if isinstance(prep.tab, RosenbrockTableau):
+        return rosenbrock_adjoint(dyn, prep.tab, prep.tgrid, prep.y0, prep.params, prep.h_fixed,
+                                  cot, recorded[2])
     if adjoint == "discrete":
         return discrete_kernel(dyn, prep.tab, prep.tgrid, prep.y0, prep.params, cot,
                                recorded[2], prep.device)

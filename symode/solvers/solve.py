@@ -51,12 +51,13 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
         ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step: give ``step_size`` or
         ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive), or
         ``"rodas4"`` for stiff systems (Rosenbrock with the derived Jacobian; a symbolic ODE,
-        on the CPU).
+        on the CPU; adaptive, or fixed steps when ``step_size`` or ``n_steps`` is given).
     rtol, atol : float or array_like, shape (dim,)
         Tolerances of adaptive methods: a step is accepted when the RMS over components of
         ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
     step_size : float, optional
-        Largest fixed step: the span is cut into ``ceil(span / step_size)`` equal steps.
+        Largest fixed step: the span is cut into ``ceil(span / step_size)`` equal steps
+        (rodas4: each interval between saved times, so every saved time is a step's end).
     n_steps : int, optional
         Number of fixed steps from the first to the last time (instead of ``step_size``).
     first_step : float, optional
@@ -239,7 +240,8 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
     system : ODE
     what : {"rhs", "vjp", "kernel", "adjoint"}
         The right-hand side, its vector-Jacobian product, the whole compiled integrator for
-        ``method``, or the backward (adjoint) integrator for ``method``.
+        ``method``, or the backward (adjoint) integrator for ``method`` (for ``rodas4``, its
+        discrete adjoint, with the derived second derivatives ``jac_vjp``).
     """
     dyn = as_dynamics(system)
     if not isinstance(dyn, SymbolicDynamics):
@@ -253,10 +255,14 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
         if what == "kernel":
             module = (compiled_rosenbrock(dyn, tab) if isinstance(tab, RosenbrockTableau)
                       else compiled_kernel(dyn, tab))
+        elif isinstance(tab, RosenbrockTableau):
+            from ..gradients.rosenbrock_adjoint import adjoint_module
+
+            module = adjoint_module(dyn, tab)
         else:
             from ..gradients.augmented import segments_module
 
-            module = segments_module(dyn, get_tableau(method), seminorm=False)
+            module = segments_module(dyn, tab, seminorm=False)
         with open(module.__file__) as fh:
             return fh.read()
     raise SymodeError(f"unknown source {what!r}; choose 'rhs', 'vjp', 'kernel' or 'adjoint'")
@@ -368,8 +374,13 @@ def _check_tolerances(rtol, atol, dim_shape, tab):
 
 
 def _check_steps(tab, step_size, n_steps, first_step, tgrid):
-    if tab.adaptive:
-        if step_size is not None or n_steps is not None:
+    fixed_given = step_size is not None or n_steps is not None
+    if isinstance(tab, RosenbrockTableau) and fixed_given:   # fixed steps, no error control
+        if first_step is not None:
+            raise SymodeError(f"first_step is for {tab.name}'s adaptive steps; with step_size or "
+                              f"n_steps its steps are fixed")
+    elif tab.adaptive:
+        if fixed_given:
             raise SymodeError(f"{tab.name} chooses its own steps; step_size and n_steps are for "
                               f"fixed-step methods (use first_step to set its initial step)")
         if first_step is not None and not first_step > 0:
@@ -408,7 +419,7 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
               np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
               int(max_steps))
     outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
-    if isinstance(tab, RosenbrockTableau):   # solve_vjp refuses these: nothing is recorded
+    if isinstance(tab, RosenbrockTableau):
         run_batch(compiled_rosenbrock(dyn, tab, controller), batch, *inputs, *outputs)
     elif device == "cuda":
         module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,

@@ -10,6 +10,7 @@ from scipy.integrate import solve_ivp
 import symode as so
 
 import problems
+from checks import central_differences
 
 ADJOINTS = ["backsolve", "checkpoint", "discrete"]
 TIGHT = dict(rtol=1e-11, atol=1e-12)
@@ -20,15 +21,6 @@ def forced_system():
     x, y, a, b, w, t = sp.symbols("x y a b omega t")
     return so.ODE([x, y], [a * y - 0.1 * x + sp.sin(w * t), -b * x - 0.2 * y * x**2],
                   params=[a, b, w])
-
-
-def central_differences(fun, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        g[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
-    return g
 
 
 def fd_gradients(ode, y0, t, params, weights, **opts):
