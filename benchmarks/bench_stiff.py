@@ -15,7 +15,8 @@ time is scaled to the whole batch. Times are the best of ``--repeat`` calls afte
 (compilation or cache load; reported apart). Error: the largest absolute difference at the saved
 times from scipy Radau at rtol 1e-11 over the first ``--tight-subset`` trajectories.
 
-Run:  python benchmarks/bench_stiff.py [--n 1000] [--problems robertson,vdp]
+Run:  python benchmarks/bench_stiff.py [--n 1000] [--problems robertson,vdp] [--cuda]
+      (--cuda adds symode's rodas4 on the GPU; diffrax runs where jax puts it)
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def main():
     parser.add_argument("--scipy-subset", type=int, default=20)
     parser.add_argument("--tight-subset", type=int, default=10)
     parser.add_argument("--skip-peers", default="", help="comma list of radau,bdf,lsoda,diffrax")
+    parser.add_argument("--cuda", action="store_true",
+                        help="also run symode's rodas4 on the GPU (device='cuda')")
     args = parser.parse_args()
     skip = set(filter(None, args.skip_peers.split(",")))
     results = {}
@@ -149,6 +152,12 @@ def main():
                                    args.repeat)
         record("symode rodas4", best, first, sol.y,
                f"{sol.stats.nfev.mean():.0f} f, {sol.stats.naccept.mean():.0f} steps")
+        if args.cuda:
+            sol_g, best_g, first_g = best_of(
+                lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"], method="rodas4",
+                                 rtol=rtol, atol=atol, device="cuda"), args.repeat)
+            record("symode rodas4 (cuda)", best_g, first_g, sol_g.y,
+                   f"{sol_g.stats.nfev.mean():.0f} f, {sol_g.stats.naccept.mean():.0f} steps")
         idx = range(min(args.scipy_subset, args.n))
         for method in ("Radau", "BDF", "LSODA"):
             if method.lower() in skip:

@@ -17,7 +17,7 @@ lives near 1e-5); each method returns dL/dk (3 numbers) for every trajectory.
 Error: the largest relative difference of k·dL/dk from Radau's sensitivities at rtol 1e-11 on
 the first ``--tight-subset`` trajectories (relative to each trajectory's largest entry).
 
-Run:  python benchmarks/bench_stiff_gradient.py [--n 1000]
+Run:  python benchmarks/bench_stiff_gradient.py [--n 1000] [--cuda]
 """
 
 from __future__ import annotations
@@ -76,9 +76,9 @@ def scipy_gradients(p, fun, jac, method, idx, rtol, atol):
     return np.array(out), nfev / len(idx)
 
 
-def symode_gradients(p):
+def symode_gradients(p, device="cpu"):
     sol, pullback = so.solve_vjp(p["ode"], p["y0"], p["t"], params=p["params"], method="rodas4",
-                                 rtol=p["rtol"], atol=p["atol"])
+                                 rtol=p["rtol"], atol=p["atol"], device=device)
     g = pullback(np.broadcast_to(p["c"][:, None], sol.y.shape))
     return g.params, sol, g
 
@@ -128,6 +128,8 @@ def main():
     parser.add_argument("--scipy-subset", type=int, default=20)
     parser.add_argument("--tight-subset", type=int, default=10)
     parser.add_argument("--skip-peers", default="", help="comma list of radau,bdf,lsoda,diffrax")
+    parser.add_argument("--cuda", action="store_true",
+                        help="also run symode's rodas4 adjoint on the GPU (device='cuda')")
     args = parser.parse_args()
     skip = set(filter(None, args.skip_peers.split(",")))
     p = problem(args.n, np.random.default_rng(0))
@@ -148,6 +150,10 @@ def main():
                               args.repeat)
     record("symode rodas4 discrete adjoint", best, first, grads,
            f"{sol.stats.naccept.mean():.0f} steps; forward alone {fwd * 1e3:.1f} ms")
+    if args.cuda:
+        (grads_g, _, _), best_g, first_g = best_of(lambda: symode_gradients(p, "cuda"),
+                                                   args.repeat)
+        record("symode rodas4 discrete adjoint (cuda)", best_g, first_g, grads_g, "")
     idx = range(min(args.scipy_subset, args.n))
     for method in ("Radau", "BDF", "LSODA"):
         if method.lower() in skip:

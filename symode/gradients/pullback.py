@@ -184,7 +184,7 @@ def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
     args = (prep.params, rtol, atol, prep.max_steps, seminorm, prep.h_fixed, prep.device)
     if isinstance(prep.tab, RosenbrockTableau):
         return rosenbrock_adjoint(dyn, prep.tab, prep.tgrid, prep.y0, prep.params, prep.h_fixed,
-                                  cot, recorded[2])
+                                  cot, recorded[2], prep.device)
     if adjoint == "discrete":
         return discrete_kernel(dyn, prep.tab, prep.tgrid, prep.y0, prep.params, cot,
                                recorded[2], prep.device)

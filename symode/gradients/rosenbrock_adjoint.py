@@ -24,8 +24,10 @@ import sympy as sp
 from ..codegen.cache import load_module
 from ..codegen.source import emit_function, rename
 from ..dynamics import SymbolicDynamics
+from ..solvers.cuda_engine import check_device, launch
 from ..solvers.kernel_engine import run_batch
-from ..solvers.rosenbrock import header_source, jacobian_source, step_source, wrappers
+from ..solvers.rosenbrock import (entry, for_target, header_source, jacobian_source, step_source,
+                                  wrappers)
 from ..solvers.rosenbrock_tableaus import RosenbrockTableau
 from ..solvers.solution import Stats
 from ..symbolic.derive import derive_vjp
@@ -46,19 +48,23 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
     ft = np.empty({D})
     J = np.empty(({D}, {D}))
     W = np.empty(({D}, {D}))
-    piv = np.zeros({D}, dtype=np.int64)
+    piv = np.empty({D}, dtype=np.int64)
     U = np.empty(({S}, {D}))
     Y = np.empty(({S}, {D}))
     F = np.empty(({S}, {D}))
-    ab = np.zeros({D})          # dL/dy at the end of the step being reversed
+    ab = np.empty({D})          # dL/dy at the end of the step being reversed
     yb = np.empty({D})
     Ub = np.empty(({S}, {D}))
     r = np.empty({D})
-    pend = np.zeros({D})
+    pend = np.empty({D})
     Jb = np.empty(({D}, {D}))
     ftb = np.empty({D})
-    g = np.empty({D} + {P} + 1)
-    gp = np.zeros({P} + 1)
+    g = np.empty({G})
+    gp = np.empty({P1})
+    for i in range({D}):
+        ab[i] = 0.0
+    for q in range({P1}):
+        gp[q] = 0.0
     for j in range(T):
         tbar[b, j] = 0.0
     n_rec = rec_n[b]
@@ -131,7 +137,7 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
                 continue
             for i in range({D}):
                 pend[i] = 0.0
-            vjp_into(t + ALPHA[s] * h, Y[s], p, r, g)
+            vjp_row(t + ALPHA[s] * h, Y, s, p, r, g)
             nfev += 1
             for q in range({P} + 1):
                 gp[q] += g[{D} + q]
@@ -167,12 +173,6 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
     stats[b, 2] = 0
 
 
-@JIT
-def adjoint_range(lo, hi, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pbar, tbar,
-                  stats):
-    for b in range(lo, hi):
-        adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pbar, tbar,
-                    stats)
 '''
 
 
@@ -191,36 +191,50 @@ def jac_vjp_source(dyn: SymbolicDynamics) -> str:
 
 
 def _adjoint_wrappers(D: int, P: int) -> str:
-    """``vjp_into`` and ``jac_vjp_into``: (ȳ, θ̄, t̄) written into one array ``g``."""
+    """``vjp_row`` (at row s of Y) and ``jac_vjp_into``: (ȳ, θ̄, t̄) written into one array
+    ``g``."""
     args = ", ".join(["t"] + [f"y[{i}]" for i in range(D)] + [f"p[{q}]" for q in range(P)])
+    row = ", ".join(["t"] + [f"Y[s, {i}]" for i in range(D)] + [f"p[{q}]" for q in range(P)])
     g = ", ".join(f"g[{k}]" for k in range(D + P + 1))
     a = ", ".join(f"a[{i}]" for i in range(D))
     w = ", ".join([f"Jb[{r}, {c}]" for r in range(D) for c in range(D)]
                   + [f"ftb[{i}]" for i in range(D)])
-    return (f"@JIT\ndef vjp_into(t, y, p, a, g):\n    {g} = vjp({args}, {a})\n\n\n"
+    return (f"@JIT\ndef vjp_row(t, Y, s, p, a, g):\n    {g} = vjp({row}, {a})\n\n\n"
             f"@JIT\ndef jac_vjp_into(t, y, p, Jb, ftb, g):\n    {g} = jac_vjp({args}, {w})\n")
 
 
-def emit_rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau) -> str:
-    """The module text of the discrete adjoint of ``tab`` for a symbolic system."""
+ARGS = "y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pbar, tbar, stats"
+
+
+def emit_rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau,
+                            target: str = "cpu") -> str:
+    """The module text of the discrete adjoint of ``tab`` for a symbolic system, for ``target``
+    "cpu" (``adjoint_range``) or "cuda" (``adjoint_kernel``)."""
     D, P = dyn.dim, dyn.n_params
-    sweep = SWEEP.format(D=D, P=P, S=tab.stages, new_stages=sum(tab.new_f[1:]))
-    return "\n\n".join([header_source(tab, f"{tab.name} discrete adjoint"), dyn.rhs_source,
-                        jacobian_source(dyn), dyn.vjp_source, jac_vjp_source(dyn),
-                        wrappers(D, P), _adjoint_wrappers(D, P), step_source(dyn, tab), sweep])
+    sweep = SWEEP.format(D=D, P=P, S=tab.stages, G=D + P + 1, P1=P + 1,
+                         new_stages=sum(tab.new_f[1:]))
+    header = header_source(tab, f"{tab.name} discrete adjoint", target)
+    return "\n\n".join([header, dyn.rhs_source, jacobian_source(dyn), dyn.vjp_source,
+                        jac_vjp_source(dyn), wrappers(D, P), _adjoint_wrappers(D, P),
+                        step_source(dyn, tab, target), for_target(sweep, target),
+                        entry("adjoint_one", ARGS, target)])
 
 
-def adjoint_module(dyn: SymbolicDynamics, tab: RosenbrockTableau):
-    """The compiled discrete adjoint, built once per process (and cached on disk)."""
-    key = ("rosenbrock_adjoint", tab)
+def adjoint_module(dyn: SymbolicDynamics, tab: RosenbrockTableau, device: str = "cpu"):
+    """The compiled discrete adjoint for ``device``, built once per process (and cached on
+    disk)."""
+    key = ("rosenbrock_adjoint", tab, device)
     if key not in dyn.kernels:
-        dyn.kernels[key] = load_module(emit_rosenbrock_adjoint(dyn, tab),
-                                       f"adjoint_{tab.name}")
+        if device == "cuda":
+            check_device("cuda")
+        target = "cuda" if device == "cuda" else "cpu"
+        tag = f"{'cuda_' if device == 'cuda' else ''}adjoint_{tab.name}"
+        dyn.kernels[key] = load_module(emit_rosenbrock_adjoint(dyn, tab, target), tag)
     return dyn.kernels[key]
 
 
 def rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau, tgrid, y0, prm, h_fixed,
-                       cot, rec):
+                       cot, rec, device: str = "cpu"):
     """Backward sweep of a Rosenbrock solve, per trajectory.
 
     Parameters
@@ -233,7 +247,9 @@ def rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau, tgrid, y0,
     cot : ndarray, shape (T, batch, dim)
         dL/dy at the saved times.
     rec : (rec_t, rec_y, rec_n)
-        Every accepted step's end time and state, and the number of steps per trajectory.
+        Every accepted step's end time and state, and the number of steps per trajectory
+        (on the GPU where a CUDA forward solve left them).
+    device : {"cpu", "cuda"}
 
     Returns
     -------
@@ -247,9 +263,14 @@ def rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau, tgrid, y0,
     h_fix = np.zeros(1) if h_fixed is None else compact(np.asarray(h_fixed, dtype=np.float64))
     outputs = (np.empty((batch, dyn.dim)), np.empty((batch, dyn.n_params)),
                np.empty((batch, T)), np.zeros((batch, 3), dtype=np.int64))
-    inputs = (np.ascontiguousarray(y0), compact(tgrid), compact(prm), h_fix,
-              np.ascontiguousarray(rec_t), np.ascontiguousarray(rec_y), rec_n,
+    inputs = (np.ascontiguousarray(y0), compact(tgrid), compact(prm), h_fix, rec_t, rec_y, rec_n,
               np.ascontiguousarray(cot))
-    run_batch(adjoint_module(dyn, tab), batch, *inputs, *outputs, entry="adjoint_range")
+    module = adjoint_module(dyn, tab, device)
+    if device == "cuda":
+        outputs = tuple(d.copy_to_host() for d in launch(module, "adjoint", batch, inputs,
+                                                         outputs))
+    else:
+        inputs = tuple(np.ascontiguousarray(a) for a in inputs)
+        run_batch(module, batch, *inputs, *outputs, entry="adjoint_range")
     y0_bar, p_bar, t_bar, stats = outputs
     return y0_bar, p_bar, t_bar, Stats(stats[:, 0], stats[:, 1], stats[:, 2])

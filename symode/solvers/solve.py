@@ -51,7 +51,7 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
         ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step: give ``step_size`` or
         ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive), or
         ``"rodas4"`` for stiff systems (Rosenbrock with the derived Jacobian; a symbolic ODE,
-        on the CPU; adaptive, or fixed steps when ``step_size`` or ``n_steps`` is given).
+        CPU or CUDA; adaptive, or fixed steps when ``step_size`` or ``n_steps`` is given).
     rtol, atol : float or array_like, shape (dim,)
         Tolerances of adaptive methods: a step is accepted when the RMS over components of
         ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
@@ -167,7 +167,7 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
     if device == "cuda" and engine == "array" and not arrays_on_gpu:
         raise SymodeError("device='cuda' runs the kernel engine; leave engine='auto'")
     if isinstance(tab, RosenbrockTableau):
-        _check_stiff(tab, symbolic, engine, device, system)
+        _check_stiff(tab, symbolic, engine, system)
     on_gpu = is_device_array(y0)
     checked = (_check_y0(y0, dyn) if arrays_on_gpu
                else _check_y0_gpu(y0, dyn) if on_gpu and device == "cuda" else None)
@@ -201,8 +201,8 @@ def prepare(system, y0, t, params=None, *, method="dopri5", rtol=1e-6, atol=1e-8
                     controller)
 
 
-def _check_stiff(tab, symbolic, engine, device, system) -> None:
-    """A Rosenbrock method runs in the kernel engine on the CPU, with a derived Jacobian."""
+def _check_stiff(tab, symbolic, engine, system) -> None:
+    """A Rosenbrock method runs in the kernel engine, with a derived Jacobian."""
     if not symbolic:
         raise SymodeError(f"{tab.name} needs the exact Jacobian, which symode derives from a "
                           f"symbolic symode.ODE; {type(system).__name__} has none. Declare the "
@@ -210,8 +210,6 @@ def _check_stiff(tab, symbolic, engine, device, system) -> None:
     if engine == "array":
         raise SymodeError(f"{tab.name} runs in the kernel engine, one trajectory at a time; "
                           f"leave engine='auto' (and error_norm='trajectory')")
-    if device != "cpu":
-        raise SymodeError(f"{tab.name} runs on the CPU for now; use device='cpu'")
 
 
 def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = False):
@@ -419,11 +417,11 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
               np.ascontiguousarray(np.broadcast_to(atol, (dim,))), h_first, h_fix,
               int(max_steps))
     outputs = (out, stats, status, fail, rec_t, rec_y, rec_n)
-    if isinstance(tab, RosenbrockTableau):
-        run_batch(compiled_rosenbrock(dyn, tab, controller), batch, *inputs, *outputs)
-    elif device == "cuda":
-        module = cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,
-                             f"{tab.name} integrator", False, f"kernel_{tab.name}")
+    stiff = isinstance(tab, RosenbrockTableau)
+    if device == "cuda":
+        module = (compiled_rosenbrock(dyn, tab, controller, "cuda") if stiff else
+                  cuda_module(dyn, KernelSpec(tab, dim, dyn.n_params, controller), dyn.rhs_source,
+                              f"{tab.name} integrator", False, f"kernel_{tab.name}"))
         dev = launch(module, "solve", batch, inputs, outputs)
         stats, status = dev[1].copy_to_host(), dev[2].copy_to_host()
         fail = dev[3].copy_to_host() if (status != OK).any() else fail
@@ -431,7 +429,9 @@ def _run_kernel(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
         if record:   # the recorded steps stay on the GPU for the adjoint
             rec_t, rec_y, rec_n = dev[4], dev[5], dev[6].copy_to_host()
     else:
-        run_batch(compiled_kernel(dyn, tab, controller), batch, *inputs, *outputs)
+        module = (compiled_rosenbrock(dyn, tab, controller) if stiff
+                  else compiled_kernel(dyn, tab, controller))
+        run_batch(module, batch, *inputs, *outputs)
     result = out, Stats(stats[:, 0], stats[:, 1], stats[:, 2]), status, fail
     return result + ((rec_t, rec_y, rec_n),) if record else result
 
