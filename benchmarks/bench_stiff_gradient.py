@@ -32,6 +32,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 import symode as so
+from bench_stiff import best_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,18 +108,6 @@ def diffrax_gradients(p, repeat):
     k, y0 = jnp.asarray(p["params"]), jnp.asarray(p["y0"])
     out, best, first = best_of(lambda: grad(k, y0).block_until_ready(), repeat)
     return np.asarray(out), best, first
-
-
-def best_of(fn, repeat):
-    start = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return out, min(times), first
 
 
 def main():

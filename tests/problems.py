@@ -94,6 +94,14 @@ def forced_van_der_pol(batch: int = 3, seed: int = 2) -> Problem:
                    np.array([1.2, 0.5, 1.3]))
 
 
+def robertson_ode() -> so.ODE:
+    """Robertson's stiff chemical kinetics, rate constants k1, k2, k3 (classically 0.04, 3e7,
+    1e4)."""
+    y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
+    return so.ODE([y1, y2, y3], [-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 ** 2 - k3 * y2 * y3,
+                                 k2 * y2 ** 2], params=[k1, k2, k3])
+
+
 def scipy_reference(p: Problem, t=None, y0=None, params=None) -> np.ndarray:
     """DOP853 at rtol 1e-12, atol 1e-14, trajectory by trajectory: (T, batch, dim)."""
     t = p.t if t is None else t

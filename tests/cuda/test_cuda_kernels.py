@@ -7,7 +7,7 @@ import sympy as sp
 import symode as so
 from symode.errors import CudaUnavailableError, SymodeError
 
-from problems import forced_van_der_pol, lorenz
+from problems import forced_van_der_pol, lorenz, robertson_ode
 
 ADAPTIVE = ["bosh3", "dopri5", "tsit5", "dop853"]
 
@@ -108,17 +108,11 @@ def test_discrete_adjoint_on_gpu(method):
     np.testing.assert_array_equal(res[1].stats.nfev, res[0].stats.nfev)
 
 
-def _robertson():
-    y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
-    return so.ODE([y1, y2, y3], [-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2**2 - k3 * y2 * y3,
-                                 k2 * y2**2], params=[k1, k2, k3])
-
-
 @pytest.mark.parametrize("steps", [dict(rtol=1e-6, atol=1e-10), dict(step_size=2e-4)])
 def test_rodas4_matches_cpu(steps):
     """The stiff integrator on the GPU: per-trajectory rate constants and times, adaptive and
     fixed steps, the same steps and results as the CPU."""
-    ode = _robertson()
+    ode = robertson_ode()
     k = np.array([[0.04, 3e7, 1e4], [0.08, 3e7, 1e4], [0.02, 1e7, 3e4]])
     t = np.array([[0.0, 1e-4, 1e-3], [0.0, 5e-4, 1e-3], [1e-3, 1.5e-3, 3e-3]])
     y0 = np.array([[1.0, 0.0, 0.0], [0.9, 1e-5, 0.1], [0.5, 1e-5, 0.5]])
@@ -131,7 +125,7 @@ def test_rodas4_matches_cpu(steps):
 
 
 def test_rodas4_gradient_matches_cpu():
-    ode = _robertson()
+    ode = robertson_ode()
     k = np.array([[0.04, 3e7, 1e4], [0.08, 3e7, 1e4]])
     t = np.array([0.0, 1e-4, 1e-3])
     w = np.random.default_rng(2).normal(size=(3, 2, 3))

@@ -17,20 +17,13 @@ import symode as so
 from symode.errors import SymodeError
 
 from checks import central_differences
+from problems import robertson_ode as robertson
 
 
 def forced_van_der_pol():
     """Mildly stiff, nonlinear and forced: ∂f/∂t and ∂²f/∂t² are not zero."""
     x, v, mu, w, t = sp.symbols("x v mu omega t")
     return so.ODE([x, v], [v, mu * (1 - x ** 2) * v - x + sp.sin(w * t)], params=[mu, w], t=t)
-
-
-def robertson():
-    y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
-    return so.ODE(states=[y1, y2, y3],
-                  rhs=[-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 ** 2 - k3 * y2 * y3,
-                       k2 * y2 ** 2],
-                  params=[k1, k2, k3])
 
 
 @pytest.mark.parametrize("steps", [dict(step_size=0.07), dict(n_steps=3),

@@ -11,6 +11,8 @@ import symode as so
 from symode.errors import MaxStepsError, NonFiniteError, StepSizeUnderflowError, SymodeError
 from symode.solvers.rosenbrock_tableaus import ROSENBROCK_METHODS
 
+from problems import robertson_ode as robertson
+
 STIFF = list(ROSENBROCK_METHODS)
 
 
@@ -60,14 +62,6 @@ def test_tableau_orders(name):
 
 
 # -- problems -------------------------------------------------------------------------------
-def robertson():
-    y1, y2, y3, k1, k2, k3 = sp.symbols("y1 y2 y3 k1 k2 k3")
-    return so.ODE(states=[y1, y2, y3],
-                  rhs=[-k1 * y1 + k3 * y2 * y3, k1 * y1 - k2 * y2 ** 2 - k3 * y2 * y3,
-                       k2 * y2 ** 2],
-                  params=[k1, k2, k3])
-
-
 def _robertson_rhs(t, y, k1, k2, k3):
     return [-k1 * y[0] + k3 * y[1] * y[2], k1 * y[0] - k2 * y[1] ** 2 - k3 * y[1] * y[2],
             k2 * y[1] ** 2]
