@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..errors import CudaUnavailableError, SymodeError
@@ -49,6 +50,11 @@ def _cuda():
         raise CudaUnavailableError(
             f"device='cuda' needs numba's CUDA support, which failed to import ({exc}). Install "
             f"the GPU extra: pip install 'symode[cuda]'.") from None
+    if not numba.config.ENABLE_CUDASIM and getattr(cuda, "implementation", "") != "NVIDIA":
+        raise CudaUnavailableError(
+            "device='cuda' needs NVIDIA's numba-cuda package: numba's built-in CUDA target is "
+            "deprecated and cannot compile symode's kernels. Install the GPU extra: "
+            "pip install 'symode[cuda]' (or pip install numba-cuda).")
     try:
         available = cuda.is_available()
     except Exception:  # pragma: no cover - driver errors

@@ -201,3 +201,16 @@ def test_cupy_in_cupy_out_on_the_stand_in(monkeypatch, lorenz_case, adjoint):
                    device="cuda")
     assert isinstance(sol.y, cp.ndarray)
     _close(sol.y.get(), sol_c.y)
+
+
+def test_builtin_numba_cuda_target_is_a_clear_error(monkeypatch, lorenz_case):
+    """numba's deprecated built-in CUDA target cannot compile the kernels: the error names
+    numba-cuda instead of failing inside the compiler."""
+    import numba
+    from numba import cuda
+
+    monkeypatch.setattr(numba.config, "ENABLE_CUDASIM", 0)
+    monkeypatch.setattr(cuda, "implementation", "Built-in", raising=False)
+    p = lorenz_case
+    with pytest.raises(CudaUnavailableError, match="numba-cuda"):
+        so.solve(p.ode, p.y0, [0, 1], params=p.params, device="cuda")
