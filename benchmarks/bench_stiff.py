@@ -1,6 +1,6 @@
-"""Stiff ensembles: symode's rodas4 (Rosenbrock, exact derived Jacobian, compiled) against scipy's
-stiff solvers (Radau, BDF, LSODA, each given the exact Jacobian too) and, when installed,
-diffrax's Kvaerno5 under ``jit(vmap)``.
+"""Stiff ensembles: symode's rodas4 and rodas5p (Rosenbrock, exact derived Jacobian, compiled)
+against scipy's stiff solvers (Radau, BDF, LSODA, each given the exact Jacobian too) and, when
+installed, diffrax's Kvaerno5 under ``jit(vmap)``.
 
 Problems (every trajectory its own parameters):
 
@@ -15,8 +15,9 @@ time is scaled to the whole batch. Times are the best of ``--repeat`` calls afte
 (compilation or cache load; reported apart). Error: the largest absolute difference at the saved
 times from scipy Radau at rtol 1e-11 over the first ``--tight-subset`` trajectories.
 
-Run:  python benchmarks/bench_stiff.py [--n 1000] [--problems robertson,vdp] [--cuda]
-      (--cuda adds symode's rodas4 on the GPU; diffrax runs where jax puts it)
+Run:  python benchmarks/bench_stiff.py [--n 1000] [--problems robertson,vdp]
+      [--methods rodas4,rodas5p] [--cuda]
+      (--cuda adds symode's methods on the GPU; diffrax runs where jax puts it)
 """
 
 from __future__ import annotations
@@ -131,9 +132,12 @@ def main():
     parser.add_argument("--scipy-subset", type=int, default=20)
     parser.add_argument("--tight-subset", type=int, default=10)
     parser.add_argument("--skip-peers", default="", help="comma list of radau,bdf,lsoda,diffrax")
+    parser.add_argument("--methods", default="rodas4,rodas5p",
+                        help="symode's stiff methods (the first is the 'vs symode' base)")
     parser.add_argument("--cuda", action="store_true",
-                        help="also run symode's rodas4 on the GPU (device='cuda')")
+                        help="also run symode's methods on the GPU (device='cuda')")
     args = parser.parse_args()
+    methods = args.methods.split(",")
     skip = set(filter(None, args.skip_peers.split(",")))
     results = {}
     for name in args.problems.split(","):
@@ -147,17 +151,15 @@ def main():
             err = float(np.max(np.abs(y[:, :len(tight_idx)] - ref)))
             rows[row] = dict(seconds=seconds, first=first, err=err, work=work)
 
-        sol, best, first = best_of(lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"],
-                                                    method="rodas4", rtol=rtol, atol=atol),
-                                   args.repeat)
-        record("symode rodas4", best, first, sol.y,
-               f"{sol.stats.nfev.mean():.0f} f, {sol.stats.naccept.mean():.0f} steps")
-        if args.cuda:
-            sol_g, best_g, first_g = best_of(
-                lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"], method="rodas4",
-                                 rtol=rtol, atol=atol, device="cuda"), args.repeat)
-            record("symode rodas4 (cuda)", best_g, first_g, sol_g.y,
-                   f"{sol_g.stats.nfev.mean():.0f} f, {sol_g.stats.naccept.mean():.0f} steps")
+        for method in methods:
+            for device in ("cpu", "cuda") if args.cuda else ("cpu",):
+                sol, best, first = best_of(
+                    lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"],
+                                     method=method, rtol=rtol, atol=atol, device=device),
+                    args.repeat)
+                record(f"symode {method}" + (" (cuda)" if device == "cuda" else ""), best,
+                       first, sol.y,
+                       f"{sol.stats.nfev.mean():.0f} f, {sol.stats.naccept.mean():.0f} steps")
         idx = range(min(args.scipy_subset, args.n))
         for method in ("Radau", "BDF", "LSODA"):
             if method.lower() in skip:
@@ -172,7 +174,7 @@ def main():
                 record("diffrax Kvaerno5 jit(vmap)", best_d, first_d, y, "")
             except ImportError as exc:
                 print(f"diffrax: skipped ({exc})")
-        base = rows["symode rodas4"]["seconds"]
+        base = rows[f"symode {methods[0]}"]["seconds"]
         print(f"\n{name}: N = {args.n}, rtol {rtol}, atol {atol}")
         print(f"{'method':32s} {'seconds':>9s} {'vs symode':>10s} {'first call':>10s} "
               f"{'max abs err':>12s}  work/traj")

@@ -1,14 +1,14 @@
-"""Gradients of a stiff ensemble: symode's rodas4 discrete adjoint against scipy's stiff solvers
-on the forward-sensitivity system and, when installed, diffrax's Kvaerno5 differentiated by
-``jax.grad`` under ``jit(vmap)``.
+"""Gradients of a stiff ensemble: symode's rodas4 and rodas5p discrete adjoints against scipy's
+stiff solvers on the forward-sensitivity system and, when installed, diffrax's Kvaerno5
+differentiated by ``jax.grad`` under ``jit(vmap)``.
 
 Problem: the Robertson chemistry problem, N trajectories with their own k1 = 0.04·U(0.5, 2)
 (k2 = 3e7, k3 = 1e4), y0 = (1, 0, 0), saved at t = 0, 1e-3, 1e-2, .., 1e3, rtol 1e-6, atol
 1e-10. The loss is L = Σ_j c_j · y(t_j) with fixed random weights (y2's scaled by 1e4, since it
 lives near 1e-5); each method returns dL/dk (3 numbers) for every trajectory.
 
-* symode: ``solve_vjp(..., method="rodas4")`` and its pullback (forward solve, recorded steps,
-  then the backward sweep through the Rosenbrock steps);
+* symode: ``solve_vjp(..., method="rodas4")`` (and ``"rodas5p"``) and its pullback (forward
+  solve, recorded steps, then the backward sweep through the Rosenbrock steps);
 * scipy (what a scipy user would write): the 12 equations y' = f, S' = J S + ∂f/∂k for
   S = ∂y/∂k, with the exact Jacobian of that system (derived with sympy), Radau / BDF / LSODA
   in a Python loop over ``--scipy-subset`` trajectories, time scaled to N; dL/dk = Σ_j c_j S_j;
@@ -17,7 +17,7 @@ lives near 1e-5); each method returns dL/dk (3 numbers) for every trajectory.
 Error: the largest relative difference of k·dL/dk from Radau's sensitivities at rtol 1e-11 on
 the first ``--tight-subset`` trajectories (relative to each trajectory's largest entry).
 
-Run:  python benchmarks/bench_stiff_gradient.py [--n 1000] [--cuda]
+Run:  python benchmarks/bench_stiff_gradient.py [--n 1000] [--methods rodas4,rodas5p] [--cuda]
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def scipy_gradients(p, fun, jac, method, idx, rtol, atol):
     return np.array(out), nfev / len(idx)
 
 
-def symode_gradients(p, device="cpu"):
-    sol, pullback = so.solve_vjp(p["ode"], p["y0"], p["t"], params=p["params"], method="rodas4",
+def symode_gradients(p, method, device="cpu"):
+    sol, pullback = so.solve_vjp(p["ode"], p["y0"], p["t"], params=p["params"], method=method,
                                  rtol=p["rtol"], atol=p["atol"], device=device)
     g = pullback(np.broadcast_to(p["c"][:, None], sol.y.shape))
     return g.params, sol, g
@@ -117,9 +117,12 @@ def main():
     parser.add_argument("--scipy-subset", type=int, default=20)
     parser.add_argument("--tight-subset", type=int, default=10)
     parser.add_argument("--skip-peers", default="", help="comma list of radau,bdf,lsoda,diffrax")
+    parser.add_argument("--methods", default="rodas4,rodas5p",
+                        help="symode's stiff methods (the first is the 'vs symode' base)")
     parser.add_argument("--cuda", action="store_true",
-                        help="also run symode's rodas4 adjoint on the GPU (device='cuda')")
+                        help="also run symode's adjoints on the GPU (device='cuda')")
     args = parser.parse_args()
+    methods = args.methods.split(",")
     skip = set(filter(None, args.skip_peers.split(",")))
     p = problem(args.n, np.random.default_rng(0))
     fun, jac = sensitivity_system(p)
@@ -133,16 +136,17 @@ def main():
         err = np.abs(scaled - ref_scaled).max(axis=1) / np.abs(ref_scaled).max(axis=1)
         rows[row] = dict(seconds=seconds, first=first, err=float(err.max()), work=work)
 
-    (grads, sol, g), best, first = best_of(lambda: symode_gradients(p), args.repeat)
-    fwd_sol, fwd, _ = best_of(lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"],
-                                               method="rodas4", rtol=p["rtol"], atol=p["atol"]),
-                              args.repeat)
-    record("symode rodas4 discrete adjoint", best, first, grads,
-           f"{sol.stats.naccept.mean():.0f} steps; forward alone {fwd * 1e3:.1f} ms")
-    if args.cuda:
-        (grads_g, _, _), best_g, first_g = best_of(lambda: symode_gradients(p, "cuda"),
-                                                   args.repeat)
-        record("symode rodas4 discrete adjoint (cuda)", best_g, first_g, grads_g, "")
+    for method in methods:
+        (grads, sol, g), best, first = best_of(lambda: symode_gradients(p, method), args.repeat)
+        fwd_sol, fwd, _ = best_of(
+            lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"], method=method,
+                             rtol=p["rtol"], atol=p["atol"]), args.repeat)
+        record(f"symode {method} discrete adjoint", best, first, grads,
+               f"{sol.stats.naccept.mean():.0f} steps; forward alone {fwd * 1e3:.1f} ms")
+        if args.cuda:
+            (grads_g, _, _), best_g, first_g = best_of(
+                lambda: symode_gradients(p, method, "cuda"), args.repeat)
+            record(f"symode {method} discrete adjoint (cuda)", best_g, first_g, grads_g, "")
     idx = range(min(args.scipy_subset, args.n))
     for method in ("Radau", "BDF", "LSODA"):
         if method.lower() in skip:
@@ -158,7 +162,7 @@ def main():
             record("diffrax Kvaerno5 jit(vmap(grad))", best_d, first_d, grads_d, "")
         except ImportError as exc:
             print(f"diffrax: skipped ({exc})")
-    base = rows["symode rodas4 discrete adjoint"]["seconds"]
+    base = rows[f"symode {methods[0]} discrete adjoint"]["seconds"]
     print(f"\nRobertson dL/dk: N = {args.n}, rtol {p['rtol']}, atol {p['atol']}")
     print(f"{'method':40s} {'seconds':>9s} {'vs symode':>10s} {'first call':>10s} "
           f"{'max rel err':>12s}  work/traj")

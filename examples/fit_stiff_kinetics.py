@@ -6,8 +6,8 @@ are usually done with stiff solvers and finite differences. Here the concentrati
 "measured" at 30 log-spaced times in [10⁻⁴, 10⁴] with 1 % relative noise, and the three rate
 constants are fitted from a start a factor 3 away from each, in log space, by scipy's L-BFGS-B.
 
-Each loss evaluation is one ``so.solve_vjp(..., method="rodas4")``: the Rosenbrock solve with the
-derived Jacobian, and its pullback, the exact gradient of the solver's steps (the discrete
+Each loss evaluation is one ``so.solve_vjp(..., method="rodas5p")``: the Rosenbrock solve with
+the derived Jacobian, and its pullback, the exact gradient of the solver's steps (the discrete
 adjoint, with second derivatives of the rates derived by sympy). The script prints the fit as it
 goes, the fitted constants next to the true ones, and how many solves it took.
 
@@ -43,7 +43,7 @@ def main():
     print(ode)
     t = np.concatenate([[0.0], T_OBS])
     y0 = np.array([1.0, 0.0, 0.0])
-    truth = so.solve(ode, y0, t, params=TRUE_K, method="rodas4", rtol=RTOL, atol=ATOL).y[1:]
+    truth = so.solve(ode, y0, t, params=TRUE_K, method="rodas5p", rtol=RTOL, atol=ATOL).y[1:]
     rng = np.random.default_rng(SEED)
     data = truth * (1 + NOISE * rng.standard_normal(truth.shape))
     scale = np.abs(data).max(axis=0)             # each species on its own scale (y2 ~ 1e-5)
@@ -51,7 +51,7 @@ def main():
 
     def loss_and_grad(log_k):
         k = np.exp(log_k)
-        sol, pullback = so.solve_vjp(ode, y0, t, params=k, method="rodas4", rtol=RTOL,
+        sol, pullback = so.solve_vjp(ode, y0, t, params=k, method="rodas5p", rtol=RTOL,
                                      atol=ATOL)
         r = (sol.y[1:] - data) / scale
         loss = 0.5 * np.mean(r ** 2)
@@ -82,8 +82,8 @@ def main():
     if plt is None:
         return
     fine = np.concatenate([[0.0], np.logspace(-5, 5, 200)])
-    fit = so.solve(ode, y0, fine, params=k_fit, method="rodas4", rtol=RTOL, atol=ATOL).y
-    first = so.solve(ode, y0, fine, params=START, method="rodas4", rtol=RTOL, atol=ATOL).y
+    fit = so.solve(ode, y0, fine, params=k_fit, method="rodas5p", rtol=RTOL, atol=ATOL).y
+    first = so.solve(ode, y0, fine, params=START, method="rodas5p", rtol=RTOL, atol=ATOL).y
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, (ax, label) in enumerate(zip(axes, ("A", "B", "C"))):
         ax.semilogx(T_OBS, data[:, i], "k.", label="measured")

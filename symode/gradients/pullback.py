@@ -86,7 +86,8 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
         ``checkpoint``). The cotangent may be a GPU array; gradients come back where ``y0``
         was given.
     adjoint : {"backsolve", "checkpoint", "discrete"}, optional
-        Default ``"backsolve"``, and ``"discrete"`` for ``rodas4`` (the only one it takes).
+        Default ``"backsolve"``, and ``"discrete"`` for the stiff ``rodas4`` and ``rodas5p`` (the
+        only one they take).
         ``backsolve`` re-integrates z backwards with the adjoint (O(1) memory; drifts on
         dissipative or chaotic systems); ``checkpoint`` resets z to the stored forward state at
         every forward step (accurate there, memory grows with steps); ``discrete`` is the exact

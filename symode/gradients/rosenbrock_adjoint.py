@@ -1,4 +1,4 @@
-"""The discrete adjoint of a Rosenbrock solve (``method="rodas4"``): the exact gradient of the
+"""The discrete adjoint of a Rosenbrock solve (``rodas4``, ``rodas5p``): the exact gradient of the
 solver's own steps, one trajectory at a time in the kernel engine.
 
 One step from (t, y) of size h, with J = ∂f/∂y(t, y), f_t = ∂f/∂t(t, y) and W = I/(hγ) - J:

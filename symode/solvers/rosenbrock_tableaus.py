@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RosenbrockTableau", "ROSENBROCK_METHODS", "RODAS4"]
+__all__ = ["RosenbrockTableau", "ROSENBROCK_METHODS", "RODAS4", "RODAS5P"]
 
 
 def _rows(x: Any) -> tuple:
@@ -116,4 +116,33 @@ RODAS4 = RosenbrockTableau(
     e=(0.0, 0.0, 0.0, 0.0, 0.0, 1.0),
     new_f=(True,) * 6, order=4, error_order=3)
 
-ROSENBROCK_METHODS: dict[str, RosenbrockTableau] = {tab.name: tab for tab in (RODAS4,)}
+
+# Rodas5P (Steinebach, "Construction of Rosenbrock-Wanner method Rodas5P and numerical
+# benchmarks within the Julia Differential Equations package", BIT 63, 2023): order 5 with an
+# embedded order-4 solution, 8 stages, L-stable and stiffly accurate like RODAS, with its
+# coefficients chosen for less order reduction on stiff problems (Prothero-Robinson) and on
+# index-1 algebraic constraints. Stages 7 and 8 start from the solution of stages 6 and 7.
+_R5P_A6 = [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
+           0.030198172008377946]
+_R5P_A = ([3.0, 2.849394379747939, 0.45842242204463923, -6.954028509809101, 2.489845061869568,
+           -10.358996098473584, 2.8029986275628964, 0.5072464736228206, -0.3988312541770524,
+           -0.04721187230404641] + _R5P_A6 + _R5P_A6 + [1.0] + _R5P_A6 + [1.0, 1.0])
+_R5P_C = [-14.155112264123755, -17.97296035885952, -2.859693295451294, 147.12150275711716,
+          -1.41221402718213, 71.68940251302358, 165.43517024871676, -0.4592823456491126,
+          42.90938336958603, -5.961986721573306, 24.854864614690072, -3.0009227002832186,
+          47.4931110020768, 5.5814197821558125, -0.6610691825249471, 30.91273214028599,
+          -3.1208243349937974, 77.79954646070892, 34.28646028294783, -19.097331116725623,
+          -28.087943162872662, 37.80277123390563, -3.2571969029072276, 112.26918849496327,
+          66.9347231244047, -40.06618937091002, -54.66780262877968, -9.48861652309627]
+RODAS5P = RosenbrockTableau(
+    name="rodas5p", gamma=0.21193756319429014,
+    alpha=(0.0, 0.6358126895828704, 0.4095798393397535, 0.9769306725060716, 0.4288403609558664,
+           1.0, 1.0, 1.0),
+    gammas=(0.21193756319429014, -0.42387512638858027, -0.3384627126235924, 1.8046452872882734,
+            2.325825639765069, 0.0, 0.0, 0.0),
+    a=_lower(8, _R5P_A), c=_lower(8, _R5P_C),
+    m=tuple(_R5P_A6) + (1.0, 1.0, 1.0),
+    e=(0.0,) * 7 + (1.0,),
+    new_f=(True,) * 8, order=5, error_order=4)
+
+ROSENBROCK_METHODS: dict[str, RosenbrockTableau] = {tab.name: tab for tab in (RODAS4, RODAS5P)}

@@ -50,14 +50,16 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
     method : str or ButcherTableau
         ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"`` (fixed step: give ``step_size`` or
         ``n_steps``) or ``"bosh3"``, ``"dopri5"``, ``"tsit5"``, ``"dop853"`` (adaptive), or
-        ``"rodas4"`` for stiff systems (Rosenbrock with the derived Jacobian; a symbolic ODE,
-        CPU or CUDA; adaptive, or fixed steps when ``step_size`` or ``n_steps`` is given).
+        ``"rodas4"`` or ``"rodas5p"`` for stiff systems (Rosenbrock methods of order 4 and 5 with
+        the derived Jacobian; a symbolic ODE, CPU or CUDA; adaptive, or fixed steps when
+        ``step_size`` or ``n_steps`` is given).
     rtol, atol : float or array_like, shape (dim,)
         Tolerances of adaptive methods: a step is accepted when the RMS over components of
         ``err / (atol + rtol * max(|y_old|, |y_new|))`` is at most 1.
     step_size : float, optional
         Largest fixed step: the span is cut into ``ceil(span / step_size)`` equal steps
-        (rodas4: each interval between saved times, so every saved time is a step's end).
+        (rodas4/rodas5p: each interval between saved times, so every saved time is a step's
+        end).
     n_steps : int, optional
         Number of fixed steps from the first to the last time (instead of ``step_size``).
     first_step : float, optional
@@ -238,7 +240,7 @@ def source(system: Any, what: str = "rhs", method: str | ButcherTableau = "dopri
     system : ODE
     what : {"rhs", "vjp", "kernel", "adjoint"}
         The right-hand side, its vector-Jacobian product, the whole compiled integrator for
-        ``method``, or the backward (adjoint) integrator for ``method`` (for ``rodas4``, its
+        ``method``, or the backward (adjoint) integrator for ``method`` (for a stiff method, its
         discrete adjoint, with the derived second derivatives ``jac_vjp``).
     """
     dyn = as_dynamics(system)

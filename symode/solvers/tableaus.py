@@ -516,7 +516,7 @@ METHODS: dict[str, ButcherTableau] = {
 
 def get_tableau(method):
     """The tableau called ``method`` (case-insensitive), or ``method`` itself if it is one:
-    a :class:`ButcherTableau`, or for a stiff method (``"rodas4"``) a
+    a :class:`ButcherTableau`, or for a stiff method (``"rodas4"``, ``"rodas5p"``) a
     :class:`~symode.solvers.rosenbrock_tableaus.RosenbrockTableau`.
 
     Raises

@@ -108,23 +108,26 @@ def test_discrete_adjoint_on_gpu(method):
     np.testing.assert_array_equal(res[1].stats.nfev, res[0].stats.nfev)
 
 
-@pytest.mark.parametrize("steps", [dict(rtol=1e-6, atol=1e-10), dict(step_size=2e-4)])
-def test_rodas4_matches_cpu(steps):
+@pytest.mark.parametrize("method, steps", [("rodas4", dict(rtol=1e-6, atol=1e-10)),
+                                           ("rodas4", dict(step_size=2e-4)),
+                                           ("rodas5p", dict(rtol=1e-6, atol=1e-10))])
+def test_rosenbrock_matches_cpu(method, steps):
     """The stiff integrator on the GPU: per-trajectory rate constants and times, adaptive and
     fixed steps, the same steps and results as the CPU."""
     ode = robertson_ode()
     k = np.array([[0.04, 3e7, 1e4], [0.08, 3e7, 1e4], [0.02, 1e7, 3e4]])
     t = np.array([[0.0, 1e-4, 1e-3], [0.0, 5e-4, 1e-3], [1e-3, 1.5e-3, 3e-3]])
     y0 = np.array([[1.0, 0.0, 0.0], [0.9, 1e-5, 0.1], [0.5, 1e-5, 0.5]])
-    cpu = so.solve(ode, y0, t, params=k, method="rodas4", **steps)
-    gpu = so.solve(ode, y0, t, params=k, method="rodas4", device="cuda", **steps)
+    cpu = so.solve(ode, y0, t, params=k, method=method, **steps)
+    gpu = so.solve(ode, y0, t, params=k, method=method, device="cuda", **steps)
     assert gpu.device == "cuda"
     _close(gpu.y, cpu.y)
     for name in ("nfev", "naccept", "nreject"):
         np.testing.assert_array_equal(getattr(gpu.stats, name), getattr(cpu.stats, name))
 
 
-def test_rodas4_gradient_matches_cpu():
+@pytest.mark.parametrize("method", ["rodas4", "rodas5p"])
+def test_rosenbrock_gradient_matches_cpu(method):
     ode = robertson_ode()
     k = np.array([[0.04, 3e7, 1e4], [0.08, 3e7, 1e4]])
     t = np.array([0.0, 1e-4, 1e-3])
@@ -132,7 +135,7 @@ def test_rodas4_gradient_matches_cpu():
     res = []
     for device in ("cpu", "cuda"):
         _, back = so.solve_vjp(ode, np.tile([1.0, 0.0, 0.0], (2, 1)), t, params=k,
-                               method="rodas4", rtol=1e-6, atol=1e-10, device=device)
+                               method=method, rtol=1e-6, atol=1e-10, device=device)
         res.append(back(w))
     for name in ("y0", "params", "t"):
         _close(getattr(res[1], name), getattr(res[0], name), rtol=1e-9)

@@ -1,4 +1,4 @@
-"""Gradients of stiff (rodas4) solves: the discrete adjoint through the Rosenbrock steps.
+"""Gradients of stiff (rodas4, rodas5p) solves: the discrete adjoint through the Rosenbrock steps.
 
 With fixed steps the solve is a smooth function of y0, θ and the saved times, so the adjoint
 must equal central finite differences to near round-off. With adaptive steps it is checked
@@ -15,9 +15,12 @@ from scipy.linalg import expm
 
 import symode as so
 from symode.errors import SymodeError
+from symode.solvers.rosenbrock_tableaus import ROSENBROCK_METHODS
 
 from checks import central_differences
 from problems import robertson_ode as robertson
+
+STIFF = list(ROSENBROCK_METHODS)
 
 
 def forced_van_der_pol():
@@ -26,9 +29,10 @@ def forced_van_der_pol():
     return so.ODE([x, v], [v, mu * (1 - x ** 2) * v - x + sp.sin(w * t)], params=[mu, w], t=t)
 
 
+@pytest.mark.parametrize("method", STIFF)
 @pytest.mark.parametrize("steps", [dict(step_size=0.07), dict(n_steps=3),
                                    dict(step_size=0.0041)])
-def test_fixed_steps_gradient_equals_finite_differences(steps):
+def test_fixed_steps_gradient_equals_finite_differences(steps, method):
     """Two trajectories with their own parameters and time grids (one running backwards);
     step_size=0.0041 takes more steps than the first recording holds, so it is retried. (No
     interval is a whole number of steps, so the perturbed times keep the step counts.)"""
@@ -37,7 +41,7 @@ def test_fixed_steps_gradient_equals_finite_differences(steps):
     t = np.array([[0.1, 0.3, 0.35, 1.0], [1.5, 1.2, 0.4, 0.0]])
     p = np.array([[10.0, 2.0], [5.0, 3.0]])
     c = np.random.default_rng(0).normal(size=(4, 2, 2))
-    opts = dict(method="rodas4", **steps)
+    opts = dict(method=method, **steps)
 
     def loss(y0_, t_, p_):
         return np.sum(c * so.solve(ode, y0_, t_, params=p_, **opts).y)
@@ -55,7 +59,8 @@ def test_fixed_steps_gradient_equals_finite_differences(steps):
                                rtol=1e-7, atol=1e-8)
 
 
-def test_stiff_linear_system_exact_gradient():
+@pytest.mark.parametrize("method", STIFF)
+def test_stiff_linear_system_exact_gradient(method):
     """y' = A y with eigenvalues -1 and -1e4: dL/dy0 = Σ_j expm(Aᵀ (t_j - t_0)) c_j exactly,
     for trajectories on their own grids."""
     z1, z2 = sp.symbols("z1 z2")
@@ -64,14 +69,15 @@ def test_stiff_linear_system_exact_gradient():
     grids = np.array([[0.0, 1e-4, 0.1, 1.0], [1.0, 1.5, 2.0, 3.0]])
     y0 = np.array([[1.0, 1.0], [2.0, -1.0]])
     c = np.random.default_rng(1).normal(size=(4, 2, 2))
-    _, pullback = so.solve_vjp(ode, y0, grids, method="rodas4", rtol=1e-9, atol=1e-12)
+    _, pullback = so.solve_vjp(ode, y0, grids, method=method, rtol=1e-9, atol=1e-12)
     g = pullback(c)
     for b in range(2):
         exact = sum(expm(A.T * (tt - grids[b, 0])) @ c[j, b] for j, tt in enumerate(grids[b]))
         np.testing.assert_allclose(g.y0[b], exact, rtol=1e-6, atol=1e-9)
 
 
-def test_robertson_rate_constant_gradient_matches_radau():
+@pytest.mark.parametrize("method", STIFF)
+def test_robertson_rate_constant_gradient_matches_radau(method):
     """dL/dk of the stiff chemistry problem, against central differences of scipy's Radau at
     rtol 1e-12 (a relative step in each rate constant, which span 11 decades)."""
     ode = robertson()
@@ -88,20 +94,21 @@ def test_robertson_rate_constant_gradient_matches_radau():
                       atol=1e-16).y.T
         return np.sum(c * y)
 
-    _, pullback = so.solve_vjp(ode, [1.0, 0.0, 0.0], t, params=k, method="rodas4", rtol=1e-10,
+    _, pullback = so.solve_vjp(ode, [1.0, 0.0, 0.0], t, params=k, method=method, rtol=1e-10,
                                atol=1e-14)
     g = pullback(c)
     scaled = central_differences(lambda s: radau_loss(k * np.exp(s)), np.zeros(3), eps=1e-5)
     np.testing.assert_allclose(g.params * k, scaled, rtol=1e-5, atol=1e-8 * np.abs(scaled).max())
 
 
-def test_adaptive_time_gradients_match_the_continuous_identity():
+@pytest.mark.parametrize("method", STIFF)
+def test_adaptive_time_gradients_match_the_continuous_identity(method):
     """For j ≥ 1, dL/dt_j = c_j · f(t_j, y_j); and dL/dt_0 = -(dL/dy0 - c_0) · f(t_0, y_0)."""
     ode = forced_van_der_pol()
     t = np.array([0.0, 0.5, 1.3, 2.0])
     p = np.array([20.0, 3.0])
     c = np.random.default_rng(3).normal(size=(4, 2))
-    sol, pullback = so.solve_vjp(ode, [2.0, 0.0], t, params=p, method="rodas4", rtol=1e-10,
+    sol, pullback = so.solve_vjp(ode, [2.0, 0.0], t, params=p, method=method, rtol=1e-10,
                                  atol=1e-12)
     g = pullback(c)
     f = so.SymbolicDynamics(ode).f(t, sol.y, np.tile(p, (4, 1)))
