@@ -11,7 +11,7 @@ import sympy as sp
 
 from .printers import NumbaPrinter, print_expression
 
-__all__ = ["emit_function", "rename"]
+__all__ = ["emit_function", "emit_into", "is_zero", "rename"]
 
 INDENT = "    "
 
@@ -67,3 +67,52 @@ def emit_function(
         body = (",\n" + INDENT * 2).join(outs)
         lines.append(f"{INDENT}return (\n{INDENT * 2}{body},\n{INDENT})")
     return "\n".join(lines) + "\n"
+
+
+def emit_into(
+    name: str,
+    arrays: Sequence[str],
+    loads: dict[str, str],
+    targets: Sequence[str],
+    exprs: Sequence[sp.Expr],
+    clear: dict[str, int] | None = None,
+    printer: NumbaPrinter | None = None,
+    where: str = "out",
+    names: dict | None = None,
+) -> str:
+    """Source of ``def name(*arrays)`` storing each of ``exprs`` into its target (``"J[0, 2]"``).
+
+    For large, sparse outputs (a Jacobian): the scalars the expressions use are read from the
+    arrays by ``loads`` (code name -> array entry, e.g. ``"z0": "y[0]"``), and only the entries
+    that are not structurally zero are computed and stored, after the arrays in ``clear`` (name
+    -> number of dimensions) are zeroed; so the code grows with the nonzeros, not with
+    ``len(exprs)``. Targets of zero entries in arrays not cleared get ``0.0``. Shared
+    subexpressions are computed once.
+    """
+    printer = printer or NumbaPrinter()
+    clear = clear or {}
+    live = [(tgt, e) for tgt, e in zip(targets, exprs)
+            if not is_zero(e) or tgt.split("[")[0] not in clear]
+    temps, reduced = sp.cse([e for _, e in live], symbols=sp.numbered_symbols("_c"),
+                            optimizations="basic")
+    used = set().union(*(sp.sympify(e).free_symbols for _, e in live))
+    lines = ["@JIT", f"def {name}({', '.join(arrays)}):"]
+    for array, ndim in clear.items():
+        idx = [f"_i{k}" for k in range(ndim)]
+        for k, i in enumerate(idx):
+            lines.append(f"{INDENT * (k + 1)}for {i} in range({array}.shape[{k}]):")
+        lines.append(f"{INDENT * (ndim + 1)}{array}[{', '.join(idx)}] = 0.0")
+    lines += [f"{INDENT}{code} = {entry}" for code, entry in loads.items()
+              if sp.Symbol(code) in used]
+    for sym, value in temps:
+        lines.append(f"{INDENT}{sym} = {print_expression(value, printer, where, names)}")
+    for (tgt, _), e in zip(live, reduced):
+        lines.append(f"{INDENT}{tgt} = {print_expression(e, printer, f'{where} {tgt}', names)}")
+    return "\n".join(lines) + "\n"
+
+
+def is_zero(e) -> bool:
+    """Structurally zero: the number 0 (integer or float), not an expression that simplifies
+    to it."""
+    e = sp.sympify(e)
+    return bool(e.is_Number and float(e) == 0.0)

@@ -22,12 +22,12 @@ import numpy as np
 import sympy as sp
 
 from ..codegen.cache import load_module
-from ..codegen.source import emit_function, rename
+from ..codegen.source import emit_into, is_zero, rename
 from ..dynamics import SymbolicDynamics
 from ..solvers.cuda_engine import check_device, launch
 from ..solvers.kernel_engine import run_batch
-from ..solvers.rosenbrock import (entry, for_target, header_source, jacobian_source, step_source,
-                                  wrappers)
+from ..solvers.rosenbrock import (array_loads, entry, for_target, header_source, jacobian_source,
+                                  step_source, wrappers)
 from ..solvers.rosenbrock_tableaus import RosenbrockTableau
 from ..solvers.solution import Stats
 from ..symbolic.derive import derive_vjp
@@ -177,30 +177,32 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
 
 
 def jac_vjp_source(dyn: SymbolicDynamics) -> str:
-    """``def jac_vjp(t, z0, .., p0, .., w0_0, .., v0, ..)``: the gradient with respect to
-    (z, θ, t) of ``Σ_rc w_rc ∂f_r/∂z_c + Σ_r v_r ∂f_r/∂t``, second derivatives of f."""
+    """``def jac_vjp_into(t, y, p, Jb, ftb, g)``: into ``g`` the gradient with respect to
+    (z, θ, t) of ``Σ_rc Jb_rc ∂f_r/∂z_c + Σ_r ftb_r ∂f_r/∂t``, second derivatives of f. Only
+    the entries of J and f_t that are not identically zero carry a weight."""
     ode = dyn.ode
-    D = dyn.dim
+    D, P = dyn.dim, dyn.n_params
     exprs = [*ode.jacobian, *ode.time_derivative]
-    names = ([f"w{r}_{c}" for r in range(D) for c in range(D)] + [f"v{r}" for r in range(D)])
-    weights = [sp.Dummy(n) for n in names]
-    grad = derive_vjp(exprs, weights, (*ode.states, *ode.params, ode.t))
+    entries = ([f"Jb[{r}, {c}]" for r in range(D) for c in range(D)]
+               + [f"ftb[{r}]" for r in range(D)])
+    names = [f"w{r}_{c}" for r in range(D) for c in range(D)] + [f"v{r}" for r in range(D)]
+    keep = [k for k, e in enumerate(exprs) if not is_zero(e)]
+    weights = [sp.Dummy(names[k]) for k in keep]
+    grad = derive_vjp([exprs[k] for k in keep], weights, (*ode.states, *ode.params, ode.t))
     symbols = (ode.t, *ode.states, *ode.params, *weights)
-    renamed, back = rename(grad, symbols, dyn.arg_names + names)
-    return emit_function("jac_vjp", dyn.arg_names + names, renamed, where="jac_vjp", names=back)
+    code = dyn.arg_names + [names[k] for k in keep]
+    renamed, back = rename(grad, symbols, code)
+    loads = {**array_loads(D, P), **{names[k]: entries[k] for k in keep}}
+    return emit_into("jac_vjp_into", ["t", "y", "p", "Jb", "ftb", "g"], loads,
+                     [f"g[{k}]" for k in range(D + P + 1)], renamed, where="jac_vjp", names=back)
 
 
 def _adjoint_wrappers(D: int, P: int) -> str:
-    """``vjp_row`` (at row s of Y) and ``jac_vjp_into``: (ȳ, θ̄, t̄) written into one array
-    ``g``."""
-    args = ", ".join(["t"] + [f"y[{i}]" for i in range(D)] + [f"p[{q}]" for q in range(P)])
+    """``vjp_row``: (ȳ, θ̄, t̄) of the VJP at row s of Y written into one array ``g``."""
     row = ", ".join(["t"] + [f"Y[s, {i}]" for i in range(D)] + [f"p[{q}]" for q in range(P)])
     g = ", ".join(f"g[{k}]" for k in range(D + P + 1))
     a = ", ".join(f"a[{i}]" for i in range(D))
-    w = ", ".join([f"Jb[{r}, {c}]" for r in range(D) for c in range(D)]
-                  + [f"ftb[{i}]" for i in range(D)])
-    return (f"@JIT\ndef vjp_row(t, Y, s, p, a, g):\n    {g} = vjp({row}, {a})\n\n\n"
-            f"@JIT\ndef jac_vjp_into(t, y, p, Jb, ftb, g):\n    {g} = jac_vjp({args}, {w})\n")
+    return f"@JIT\ndef vjp_row(t, Y, s, p, a, g):\n    {g} = vjp({row}, {a})\n"
 
 
 ARGS = "y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pbar, tbar, stats"
