@@ -7,9 +7,11 @@ Problems (every trajectory its own parameters):
 * ``robertson``: the Robertson chemistry problem, k1 = 0.04·U(0.5, 2), k2 = 3e7, k3 = 1e4,
   y0 = (1, 0, 0), saved at t = 0 and 1e-5 .. 1e5 (11 decades, log-spaced);
 * ``vdp``: Van der Pol, x'' = μ(1 - x²)x' - x with μ = 1000·U(0.5, 2), y0 = (2, 0), saved at
-  t = 0, 500, 1000.
+  t = 0, 500, 1000;
+* ``brusselator`` (not run by default): a 1-D reaction-diffusion system of 32 states with a
+  sparse (block-tridiagonal) Jacobian, B = 3·U(0.8, 1.2), saved at t = 0, 1, .., 10.
 
-Both at rtol 1e-6. atol is 1e-10 for Robertson (y2 lives near 1e-5) and 1e-8 for Van der Pol.
+All at rtol 1e-6. atol is 1e-10 for Robertson (y2 lives near 1e-5), 1e-8 for the others.
 scipy runs trajectory by trajectory in a Python loop over ``--scipy-subset`` of them, and its
 time is scaled to the whole batch. Times are the best of ``--repeat`` calls after a first call
 (compilation or cache load; reported apart). Error: the largest absolute difference at the saved
@@ -71,7 +73,39 @@ def van_der_pol(n, rng):
                 rtol=1e-6, atol=1e-8)
 
 
-PROBLEMS = {"robertson": robertson, "vdp": van_der_pol}
+def brusselator(n, rng, points=16):
+    """1-D Brusselator, u_t = A + u²v - (B+1)u + α u_xx, v_t = Bu - u²v + α v_xx on (0, 1) with
+    u = 1, v = 3 at the ends, α = 1/50, on ``points`` interior points (D = 2·points, stored
+    u0, v0, u1, v1, ..); each trajectory its own B = 3·U(0.8, 1.2)."""
+    B = sp.Symbol("B")
+    u, v = sp.symbols(f"u0:{points}"), sp.symbols(f"v0:{points}")
+    c = (points + 1) ** 2 / 50.0
+    rhs = []
+    for i in range(points):
+        ul, ur = (u[i - 1] if i else 1.0), (u[i + 1] if i < points - 1 else 1.0)
+        vl, vr = (v[i - 1] if i else 3.0), (v[i + 1] if i < points - 1 else 3.0)
+        rhs += [1.0 + u[i] ** 2 * v[i] - (B + 1) * u[i] + c * (ul - 2 * u[i] + ur),
+                B * u[i] - u[i] ** 2 * v[i] + c * (vl - 2 * v[i] + vr)]
+    states = [s for pair in zip(u, v) for s in pair]
+    ode = so.ODE(states, rhs, params=[B])
+    fun_l = sp.lambdify((states, B), rhs, "numpy")
+    jac_l = sp.lambdify((states, B), sp.Matrix(rhs).jacobian(states), "numpy")
+
+    def fun(t, y, b):
+        return fun_l(y, b)
+
+    def jac(t, y, b):
+        return jac_l(y, b)
+
+    x = np.arange(1, points + 1) / (points + 1)
+    y0 = np.tile(np.column_stack([1 + np.sin(2 * np.pi * x), np.full(points, 3.0)]).ravel(),
+                 (n, 1))
+    params = 3.0 * rng.uniform(0.8, 1.2, (n, 1))
+    return dict(ode=ode, fun=fun, jac=jac, params=params, y0=y0, t=np.linspace(0.0, 10.0, 11),
+                rtol=1e-6, atol=1e-8)
+
+
+PROBLEMS = {"robertson": robertson, "vdp": van_der_pol, "brusselator": brusselator}
 
 
 def best_of(fn, repeat):
