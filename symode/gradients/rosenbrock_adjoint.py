@@ -26,8 +26,8 @@ from ..codegen.source import emit_into, is_zero, rename
 from ..dynamics import SymbolicDynamics
 from ..solvers.cuda_engine import check_device, launch
 from ..solvers.kernel_engine import run_batch
-from ..solvers.rosenbrock import (array_loads, entry, for_target, header_source, jacobian_source,
-                                  step_source, wrappers)
+from ..solvers.rosenbrock import (array_loads, entry, for_target, header_source, jacobian_band,
+                                  jacobian_source, step_source, wrappers)
 from ..solvers.rosenbrock_tableaus import RosenbrockTableau
 from ..solvers.solution import Stats
 from ..symbolic.derive import derive_vjp
@@ -103,7 +103,7 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
             yb[i] = ab[i]
             ftb[i] = 0.0
             pend[i] = 0.0
-            for c in range({D}):
+            for c in range(max(0, i - {KL}), min({D}, i + {KU} + 1)):   # J's band
                 Jb[i, c] = 0.0
         for s in range({S}):
             for i in range({D}):
@@ -119,7 +119,7 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
                 ru += r[i] * U[s, i]
                 rf += r[i] * ft[i]
                 ftb[i] += GAMMAS[s] * h * r[i]
-                for c in range({D}):
+                for c in range(max(0, i - {KL}), min({D}, i + {KU} + 1)):
                     Jb[i, c] += r[i] * U[s, c]
             hb += ru / (h * h * GAMMA) + GAMMAS[s] * rf
             for q in range(s):
@@ -213,7 +213,8 @@ def emit_rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau,
     """The module text of the discrete adjoint of ``tab`` for a symbolic system, for ``target``
     "cpu" (``adjoint_range``) or "cuda" (``adjoint_kernel``)."""
     D, P = dyn.dim, dyn.n_params
-    sweep = SWEEP.format(D=D, P=P, S=tab.stages, G=D + P + 1, P1=P + 1,
+    kl, ku = jacobian_band(dyn)
+    sweep = SWEEP.format(D=D, P=P, S=tab.stages, G=D + P + 1, P1=P + 1, KL=kl, KU=ku,
                          new_stages=sum(tab.new_f[1:]))
     header = header_source(tab, f"{tab.name} discrete adjoint", target)
     return "\n\n".join([header, dyn.rhs_source, jacobian_source(dyn), dyn.vjp_source,

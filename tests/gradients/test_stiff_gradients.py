@@ -59,6 +59,32 @@ def test_fixed_steps_gradient_equals_finite_differences(steps, method):
                                rtol=1e-7, atol=1e-8)
 
 
+def test_banded_system_gradient_equals_finite_differences():
+    """A nonlinear, stiff reaction-diffusion chain of 6 states (a tridiagonal Jacobian, so the
+    step's LU and the adjoint's J̄ stay within the band), fixed steps: central differences."""
+    D = 6
+    z = sp.symbols(f"z0:{D}")
+    k, d = sp.symbols("k d")
+    rhs = [d * ((z[i - 1] if i else 1.0) - 2 * z[i] + (z[i + 1] if i < D - 1 else 0.0))
+           - k * z[i] ** 2 + sp.sin(z[i]) for i in range(D)]
+    ode = so.ODE(list(z), rhs, params=[k, d])
+    y0 = np.linspace(0.2, 1.0, D)[None, :] * [[1.0], [0.7]]
+    t = np.array([0.0, 0.05, 0.3])
+    p = np.array([[30.0, 400.0], [10.0, 200.0]])
+    c = np.random.default_rng(4).normal(size=(3, 2, D))
+    opts = dict(method="rodas5p", step_size=0.013)
+
+    def loss(y0_, p_):
+        return np.sum(c * so.solve(ode, y0_, t, params=p_, **opts).y)
+
+    _, pullback = so.solve_vjp(ode, y0, t, params=p, **opts)
+    g = pullback(c)
+    np.testing.assert_allclose(g.y0, central_differences(lambda v: loss(v, p), y0), rtol=1e-7,
+                               atol=1e-8)
+    np.testing.assert_allclose(g.params, central_differences(lambda v: loss(y0, v), p),
+                               rtol=1e-7, atol=1e-8)
+
+
 @pytest.mark.parametrize("method", STIFF)
 def test_stiff_linear_system_exact_gradient(method):
     """y' = A y with eigenvalues -1 and -1e4: dL/dy0 = Σ_j expm(Aᵀ (t_j - t_0)) c_j exactly,

@@ -61,6 +61,36 @@ def test_tableau_orders(name):
     assert abs(slope_est - (tab.error_order + 1)) < 0.35, slope_est
 
 
+# -- the banded LU, independently of the integrator ----------------------------------------------
+@pytest.mark.parametrize("D, kl, ku", [(7, 6, 6), (9, 2, 1), (9, 0, 3), (8, 1, 0), (1, 0, 0)])
+def test_banded_lu_solves_match_numpy(D, kl, ku):
+    """lu_factor / lu_solve / lu_solve_t of the generated step code, on matrices with kl
+    subdiagonals and ku superdiagonals whose small diagonal forces row exchanges."""
+    import math
+
+    import numba
+
+    from symode.solvers.rosenbrock import STEP
+
+    scope = {"JIT": numba.njit, "math": math, "np": np}
+    exec(STEP.format(D=D, S=1, KL=kl, KU=ku, KLU=min(D - 1, kl + ku)), scope)
+    rng = np.random.default_rng(D + 10 * kl + 100 * ku)
+    for _ in range(5):
+        W = rng.normal(size=(D, D)) * np.tri(D, D, ku) * np.tri(D, D, kl).T
+        if kl:
+            W[np.diag_indices(D)] *= 1e-3               # pivots elsewhere in the column
+        else:
+            W[np.diag_indices(D)] += 3.0                # triangular: no exchange possible
+        x = rng.normal(size=(1, D))
+        LU, piv = W.copy(), np.zeros(D, dtype=np.int64)
+        assert scope["lu_factor"](LU, piv)
+        z, zt = x.copy(), x[0].copy()
+        scope["lu_solve"](LU, piv, z, 0)
+        scope["lu_solve_t"](LU, piv, zt)
+        np.testing.assert_allclose(z[0], np.linalg.solve(W, x[0]), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(zt, np.linalg.solve(W.T, x[0]), rtol=1e-9, atol=1e-9)
+
+
 # -- problems -------------------------------------------------------------------------------
 def _robertson_rhs(t, y, k1, k2, k3):
     return [-k1 * y[0] + k3 * y[1] * y[2], k1 * y[0] - k2 * y[1] ** 2 - k3 * y[1] * y[2],
