@@ -133,7 +133,9 @@ def scipy_run(p, method, idx, rtol, atol):
     return np.stack(ys, axis=1), nfev / len(idx)
 
 
-def diffrax_run(p, repeat):
+def diffrax_solver(p):
+    """``run(rtol, atol)``: Kvaerno5 under jit(vmap) over the batch, the tolerances traced (one
+    compilation serves every tolerance); returns (T, batch, dim)."""
     import diffrax
     import jax
     import jax.numpy as jnp
@@ -144,18 +146,37 @@ def diffrax_run(p, repeat):
     def rhs(t, y, args):
         return jnp.stack(fun(t, y, *args))
 
-    def one(y0, args):
+    def one(y0, args, rtol, atol):
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(rhs), diffrax.Kvaerno5(), p["t"][0], p["t"][-1], None, y0, args,
             saveat=diffrax.SaveAt(ts=jnp.asarray(p["t"])),
-            stepsize_controller=diffrax.PIDController(rtol=p["rtol"], atol=p["atol"]),
+            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
             max_steps=1_000_000)
         return sol.ys
 
-    solve = jax.jit(jax.vmap(one))
+    solve = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
     y0, args = jnp.asarray(p["y0"]), tuple(jnp.asarray(c) for c in p["params"].T)
-    out, best, first = best_of(lambda: solve(y0, args).block_until_ready(), repeat)
-    return np.transpose(np.asarray(out), (1, 0, 2)), best, first
+
+    def run(rtol, atol):
+        out = solve(y0, args, jnp.float64(rtol), jnp.float64(atol)).block_until_ready()
+        return np.transpose(np.asarray(out), (1, 0, 2))
+
+    return run
+
+
+def diffrax_run(p, repeat):
+    run = diffrax_solver(p)
+    return best_of(lambda: run(p["rtol"], p["atol"]), repeat)
+
+
+def print_table(title, rows, base, err_label, width=32):
+    """The rows {name: {seconds, first, err, work}} with their times relative to row ``base``."""
+    print(f"\n{title}")
+    print(f"{'method':{width}s} {'seconds':>9s} {'vs symode':>10s} {'first call':>10s} "
+          f"{err_label:>12s}  work/traj")
+    for row, r in rows.items():
+        print(f"{row:{width}s} {r['seconds']:9.4f} {r['seconds'] / rows[base]['seconds']:9.1f}x "
+              f"{r['first']:10.2f} {r['err']:12.2e}  {r['work']}")
 
 
 def main():
@@ -208,13 +229,8 @@ def main():
                 record("diffrax Kvaerno5 jit(vmap)", best_d, first_d, y, "")
             except ImportError as exc:
                 print(f"diffrax: skipped ({exc})")
-        base = rows[f"symode {methods[0]}"]["seconds"]
-        print(f"\n{name}: N = {args.n}, rtol {rtol}, atol {atol}")
-        print(f"{'method':32s} {'seconds':>9s} {'vs symode':>10s} {'first call':>10s} "
-              f"{'max abs err':>12s}  work/traj")
-        for row, r in rows.items():
-            print(f"{row:32s} {r['seconds']:9.4f} {r['seconds'] / base:9.1f}x {r['first']:10.2f} "
-                  f"{r['err']:12.2e}  {r['work']}")
+        print_table(f"{name}: N = {args.n}, rtol {rtol}, atol {atol}", rows,
+                    f"symode {methods[0]}", "max abs err")
         results[name] = rows
     os.makedirs(os.path.join(HERE, "output"), exist_ok=True)
     with open(os.path.join(HERE, "output", "stiff.json"), "w") as fh:

@@ -32,7 +32,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 import symode as so
-from bench_stiff import best_of
+from bench_stiff import best_of, print_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -138,7 +138,7 @@ def main():
 
     for method in methods:
         (grads, sol, g), best, first = best_of(lambda: symode_gradients(p, method), args.repeat)
-        fwd_sol, fwd, _ = best_of(
+        _, fwd, _ = best_of(
             lambda: so.solve(p["ode"], p["y0"], p["t"], params=p["params"], method=method,
                              rtol=p["rtol"], atol=p["atol"]), args.repeat)
         record(f"symode {method} discrete adjoint", best, first, grads,
@@ -162,13 +162,8 @@ def main():
             record("diffrax Kvaerno5 jit(vmap(grad))", best_d, first_d, grads_d, "")
         except ImportError as exc:
             print(f"diffrax: skipped ({exc})")
-    base = rows[f"symode {methods[0]} discrete adjoint"]["seconds"]
-    print(f"\nRobertson dL/dk: N = {args.n}, rtol {p['rtol']}, atol {p['atol']}")
-    print(f"{'method':40s} {'seconds':>9s} {'vs symode':>10s} {'first call':>10s} "
-          f"{'max rel err':>12s}  work/traj")
-    for row, r in rows.items():
-        print(f"{row:40s} {r['seconds']:9.4f} {r['seconds'] / base:9.1f}x {r['first']:10.2f} "
-              f"{r['err']:12.2e}  {r['work']}")
+    print_table(f"Robertson dL/dk: N = {args.n}, rtol {p['rtol']}, atol {p['atol']}", rows,
+                f"symode {methods[0]} discrete adjoint", "max rel err", width=40)
     os.makedirs(os.path.join(HERE, "output"), exist_ok=True)
     with open(os.path.join(HERE, "output", "stiff_gradient.json"), "w") as fh:
         json.dump(dict(n=args.n, results=rows), fh, indent=1)

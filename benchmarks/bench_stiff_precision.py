@@ -25,40 +25,10 @@ import time
 import numpy as np
 
 import symode as so
-from bench_stiff import PROBLEMS, best_of, scipy_run
+from bench_stiff import PROBLEMS, best_of, diffrax_solver, scipy_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RTOLS = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9]
-
-
-def diffrax_solver(p):
-    """``solve(y0, args, rtol, atol)``: Kvaerno5 under jit(vmap), tolerances traced."""
-    import diffrax
-    import jax
-    import jax.numpy as jnp
-
-    jax.config.update("jax_enable_x64", True)
-    fun = p["fun"]
-
-    def rhs(t, y, args):
-        return jnp.stack(fun(t, y, *args))
-
-    def one(y0, args, rtol, atol):
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(rhs), diffrax.Kvaerno5(), p["t"][0], p["t"][-1], None, y0, args,
-            saveat=diffrax.SaveAt(ts=jnp.asarray(p["t"])),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-            max_steps=1_000_000)
-        return sol.ys
-
-    solve = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
-    y0, args = jnp.asarray(p["y0"]), tuple(jnp.asarray(c) for c in p["params"].T)
-
-    def run(rtol, atol):
-        out = solve(y0, args, jnp.float64(rtol), jnp.float64(atol)).block_until_ready()
-        return np.transpose(np.asarray(out), (1, 0, 2))
-
-    return run
 
 
 def sweep(p, args, skip):
