@@ -115,4 +115,4 @@ def is_zero(e) -> bool:
     """Structurally zero: the number 0 (integer or float), not an expression that simplifies
     to it."""
     e = sp.sympify(e)
-    return bool(e.is_Number and float(e) == 0.0)
+    return bool(e.is_Number and e.is_zero)
