@@ -102,6 +102,17 @@ def robertson_ode() -> so.ODE:
                                  k2 * y2 ** 2], params=[k1, k2, k3])
 
 
+def hub_mechanism(D: int = 9) -> so.ODE:
+    """A stiff, nonlinear mechanism in which one radical z0 reacts with every other species: an
+    arrow-shaped Jacobian, whose Rosenbrock LU is the sparse one (hub last, no fill-in).
+    Parameters k (the hub's rate), a (its source), d (its self-reaction)."""
+    z = sp.symbols(f"z0:{D}")
+    k, a, d = sp.symbols("k a d")
+    rhs = [a - k * z[0] * sum(z[1:]) - d * z[0] ** 2] + [
+        k * z[0] * (0.5 * i - z[i]) - sp.sin(z[i]) + 0.1 * i * z[i] ** 2 for i in range(1, D)]
+    return so.ODE(list(z), rhs, params=[k, a, d])
+
+
 def scipy_reference(p: Problem, t=None, y0=None, params=None) -> np.ndarray:
     """DOP853 at rtol 1e-12, atol 1e-14, trajectory by trajectory: (T, batch, dim)."""
     t = p.t if t is None else t

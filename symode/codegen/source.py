@@ -79,6 +79,7 @@ def emit_into(
     printer: NumbaPrinter | None = None,
     where: str = "out",
     names: dict | None = None,
+    zeroed: Sequence[str] = (),
 ) -> str:
     """Source of ``def name(*arrays)`` storing each of ``exprs`` into its target (``"J[0, 2]"``).
 
@@ -86,13 +87,14 @@ def emit_into(
     arrays by ``loads`` (code name -> array entry, e.g. ``"z0": "y[0]"``), and only the entries
     that are not structurally zero are computed and stored, after the arrays in ``clear`` (name
     -> number of dimensions) are zeroed; so the code grows with the nonzeros, not with
-    ``len(exprs)``. Targets of zero entries in arrays not cleared get ``0.0``. Shared
-    subexpressions are computed once.
+    ``len(exprs)``. The arrays in ``zeroed`` are kept zero by the caller (zeroed once), so
+    their zero entries are not written at all. Targets of zero entries in other arrays get
+    ``0.0``. Shared subexpressions are computed once.
     """
     printer = printer or NumbaPrinter()
     clear = clear or {}
     live = [(tgt, e) for tgt, e in zip(targets, exprs)
-            if not is_zero(e) or tgt.split("[")[0] not in clear]
+            if not is_zero(e) or tgt.split("[")[0] not in (*clear, *zeroed)]
     temps, reduced = sp.cse([e for _, e in live], symbols=sp.numbered_symbols("_c"),
                             optimizations="basic")
     used = set().union(*(sp.sympify(e).free_symbols for _, e in live))

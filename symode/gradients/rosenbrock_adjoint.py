@@ -26,8 +26,9 @@ from ..codegen.source import emit_into, is_zero, rename
 from ..dynamics import SymbolicDynamics
 from ..solvers.cuda_engine import check_device, launch
 from ..solvers.kernel_engine import run_batch
-from ..solvers.rosenbrock import (array_loads, entry, for_target, header_source, jacobian_band,
-                                  jacobian_source, step_source, wrappers)
+from ..solvers.lu_plan import pattern_source
+from ..solvers.rosenbrock import (array_loads, entry, for_target, header_source, jacobian_source,
+                                  step_source, wrappers)
 from ..solvers.rosenbrock_tableaus import RosenbrockTableau
 from ..solvers.solution import Stats
 from ..symbolic.derive import derive_vjp
@@ -63,6 +64,8 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
     gp = np.empty({P1})
     for i in range({D}):
         ab[i] = 0.0
+        for c in range({D}):
+            J[i, c] = 0.0           # jac_into writes only the nonzeros
     for q in range({P1}):
         gp[q] = 0.0
     for j in range(T):
@@ -103,8 +106,8 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
             yb[i] = ab[i]
             ftb[i] = 0.0
             pend[i] = 0.0
-            for c in range(max(0, i - {KL}), min({D}, i + {KU} + 1)):   # J's band
-                Jb[i, c] = 0.0
+            for a in range(JP[i], JP[i + 1]):                 # J's nonzeros
+                Jb[i, JC[a]] = 0.0
         for s in range({S}):
             for i in range({D}):
                 Ub[s, i] = M[s] * ab[i]
@@ -119,8 +122,8 @@ def adjoint_one(b, y_init, tg, prm, h_fixed, rec_t, rec_y, rec_n, cot, ybar, pba
                 ru += r[i] * U[s, i]
                 rf += r[i] * ft[i]
                 ftb[i] += GAMMAS[s] * h * r[i]
-                for c in range(max(0, i - {KL}), min({D}, i + {KU} + 1)):
-                    Jb[i, c] += r[i] * U[s, c]
+                for a in range(JP[i], JP[i + 1]):
+                    Jb[i, JC[a]] += r[i] * U[s, JC[a]]
             hb += ru / (h * h * GAMMA) + GAMMAS[s] * rf
             for q in range(s):
                 if C[s, q] != 0.0:
@@ -213,13 +216,13 @@ def emit_rosenbrock_adjoint(dyn: SymbolicDynamics, tab: RosenbrockTableau,
     """The module text of the discrete adjoint of ``tab`` for a symbolic system, for ``target``
     "cpu" (``adjoint_range``) or "cuda" (``adjoint_kernel``)."""
     D, P = dyn.dim, dyn.n_params
-    kl, ku = jacobian_band(dyn)
-    sweep = SWEEP.format(D=D, P=P, S=tab.stages, G=D + P + 1, P1=P + 1, KL=kl, KU=ku,
+    sweep = SWEEP.format(D=D, P=P, S=tab.stages, G=D + P + 1, P1=P + 1,
                          new_stages=sum(tab.new_f[1:]))
     header = header_source(tab, f"{tab.name} discrete adjoint", target)
     return "\n\n".join([header, dyn.rhs_source, jacobian_source(dyn), dyn.vjp_source,
                         jac_vjp_source(dyn), wrappers(D, P), _adjoint_wrappers(D, P),
-                        step_source(dyn, tab, target), for_target(sweep, target),
+                        step_source(dyn, tab, target), pattern_source(dyn),
+                        for_target(sweep, target),
                         entry("adjoint_one", ARGS, target)])
 
 

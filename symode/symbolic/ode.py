@@ -184,6 +184,36 @@ class ODE:
 
         return cls(*parse_system(rhs, states, params, t))
 
+    @classmethod
+    def from_reactions(cls, reactions: Sequence[str], rates: Sequence | None = None,
+                       species: Sequence[str] | None = None, t: str = "t") -> "ODE":
+        """A chemical mechanism under mass action: reaction ``j`` runs at
+        ``r_j = k_j Π A^ν`` over its reactants, and each species changes by its net
+        coefficient times ``r_j``.
+
+        Parameters
+        ----------
+        reactions : sequence of str
+            ``"NO2 + OH -> HNO3"``, ``"O1D -> 2 OH"``; an empty side (or ``0``) is a source or
+            a sink.
+        rates : sequence, optional
+            One rate constant per reaction: a number, a sympy expression or a string parsed
+            safely (``"A*exp(-Ea/T)"``); names that are not species become parameters, in order
+            of first use. By default the parameters ``k1 .. kR``.
+        species : sequence of str, optional
+            The state order; by default the order of first appearance.
+        t : str
+            Name of the time symbol.
+
+        Examples
+        --------
+        >>> ODE.from_reactions(["A -> B", "2 B -> 0"])
+        ODE(dA/dt = -A*k1, dB/dt = A*k1 - 2*B**2*k2, params=(k1, k2))
+        """
+        from .kinetics import mass_action
+
+        return cls(*mass_action(reactions, rates, species, t))
+
     def subs(self, values: Mapping[Any, Any]) -> "ODE":
         """A new ODE with some parameters replaced by values, and those parameters removed.
 

@@ -29,6 +29,18 @@ def test_emit_into_stores_only_nonzeros_of_cleared_arrays():
     assert v[0] == 0.0
 
 
+def test_emit_into_leaves_zeroed_arrays_alone():
+    """An array the caller keeps zero: its zero entries are neither cleared nor stored."""
+    z0, p0 = sp.symbols("z0 p0")
+    text = emit_into("fill", ["y", "p", "J"], {"z0": "y[0]", "p0": "p[0]"},
+                     ["J[0, 0]", "J[0, 1]", "J[1, 0]", "J[1, 1]"],
+                     [p0 * z0, sp.Integer(0), sp.Integer(0), sp.exp(z0)], zeroed=("J",))
+    assert "J[0, 1]" not in text and "J[1, 0]" not in text and "_i0" not in text
+    J = np.full((2, 2), 7.0)
+    _compile(text, "fill")(np.array([0.5]), np.array([2.0]), J)
+    np.testing.assert_allclose(J, [[1.0, 7.0], [7.0, np.exp(0.5)]])
+
+
 def test_is_zero_is_structural():
     x = sp.Symbol("x")
     assert is_zero(sp.Integer(0)) and is_zero(sp.Float(0.0)) and is_zero(0)

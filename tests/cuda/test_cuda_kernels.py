@@ -7,7 +7,7 @@ import sympy as sp
 import symode as so
 from symode.errors import CudaUnavailableError, SymodeError
 
-from problems import forced_van_der_pol, lorenz, robertson_ode
+from problems import forced_van_der_pol, hub_mechanism, lorenz, robertson_ode
 
 ADAPTIVE = ["bosh3", "dopri5", "tsit5", "dop853"]
 
@@ -140,6 +140,25 @@ def test_rosenbrock_gradient_matches_cpu(method):
     for name in ("y0", "params", "t"):
         _close(getattr(res[1], name), getattr(res[0], name), rtol=1e-9)
     np.testing.assert_array_equal(res[1].stats.nfev, res[0].stats.nfev)
+
+
+def test_sparse_lu_rosenbrock_and_gradient_match_cpu():
+    """A system whose step LU is the sparse one (index lists in constant arrays on the GPU):
+    the same steps, results and gradients as the CPU."""
+    ode = hub_mechanism()
+    y0 = np.linspace(0.1, 1.0, 9)[None, :] * [[1.0], [0.6]]
+    p = np.array([[300.0, 2.0, 50.0], [100.0, 5.0, 20.0]])
+    t = np.array([0.0, 0.02, 0.05])
+    w = np.random.default_rng(3).normal(size=(3, 2, 9))
+    res = []
+    for device in ("cpu", "cuda"):
+        sol, back = so.solve_vjp(ode, y0, t, params=p, method="rodas5p", rtol=1e-6, atol=1e-9,
+                                 device=device)
+        res.append((sol, back(w)))
+    _close(res[1][0].y, res[0][0].y)
+    np.testing.assert_array_equal(res[1][0].stats.naccept, res[0][0].stats.naccept)
+    for name in ("y0", "params", "t"):
+        _close(getattr(res[1][1], name), getattr(res[0][1], name), rtol=1e-9)
 
 
 def test_failures_are_reported_from_the_gpu():

@@ -10,7 +10,7 @@ from symode import nn
 from symode.backend import kernel_target
 
 import ptx
-from problems import forced_van_der_pol, lorenz, robertson_ode
+from problems import forced_van_der_pol, hub_mechanism, lorenz, robertson_ode
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,10 @@ def _launch_everything():
     y0 = np.array([[1.0, 0.0, 0.0]])
     _, back = so.solve_vjp(rob, y0, [0.0, 1e-4], params=k, method="rodas5p", device="cuda")
     back(np.ones((2, 1, 3)))
+    hub = hub_mechanism(6)                                # the sparse LU
+    _, back = so.solve_vjp(hub, np.full((1, 6), 0.5), [0.0, 1e-3], params=[30.0, 1.0, 5.0],
+                           method="rodas5p", device="cuda")
+    back(np.ones((2, 1, 6)))
 
 
 def _layer_kernels(rng):

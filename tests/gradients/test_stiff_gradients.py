@@ -18,6 +18,7 @@ from symode.errors import SymodeError
 from symode.solvers.rosenbrock_tableaus import ROSENBROCK_METHODS
 
 from checks import central_differences
+from problems import hub_mechanism
 from problems import robertson_ode as robertson
 
 STIFF = list(ROSENBROCK_METHODS)
@@ -73,6 +74,32 @@ def test_banded_system_gradient_equals_finite_differences():
     p = np.array([[30.0, 400.0], [10.0, 200.0]])
     c = np.random.default_rng(4).normal(size=(3, 2, D))
     opts = dict(method="rodas5p", step_size=0.013)
+
+    def loss(y0_, p_):
+        return np.sum(c * so.solve(ode, y0_, t, params=p_, **opts).y)
+
+    _, pullback = so.solve_vjp(ode, y0, t, params=p, **opts)
+    g = pullback(c)
+    np.testing.assert_allclose(g.y0, central_differences(lambda v: loss(v, p), y0), rtol=1e-7,
+                               atol=1e-8)
+    np.testing.assert_allclose(g.params, central_differences(lambda v: loss(y0, v), p),
+                               rtol=1e-7, atol=1e-8)
+
+
+def test_sparse_lu_system_gradient_equals_finite_differences():
+    """A stiff, nonlinear hub mechanism of 9 states (one radical reacting with every species: an
+    arrow-shaped Jacobian, so the step's LU is the sparse one, hub last), fixed steps: dL/dy0
+    and dL/dθ against central differences for two trajectories."""
+    from symode.solvers.lu_plan import lu_plan
+
+    D = 9
+    ode = hub_mechanism(D)
+    assert lu_plan(so.SymbolicDynamics(ode)).sparse
+    y0 = np.linspace(0.1, 1.0, D)[None, :] * [[1.0], [0.6]]
+    t = np.array([0.0, 0.05, 0.3])
+    p = np.array([[300.0, 2.0, 50.0], [100.0, 5.0, 20.0]])
+    c = np.random.default_rng(5).normal(size=(3, 2, D))
+    opts = dict(method="rodas5p", step_size=0.011)
 
     def loss(y0_, p_):
         return np.sum(c * so.solve(ode, y0_, t, params=p_, **opts).y)

@@ -61,24 +61,31 @@ def test_tableau_orders(name):
     assert abs(slope_est - (tab.error_order + 1)) < 0.35, slope_est
 
 
-# -- the banded LU, independently of the integrator ----------------------------------------------
+# -- the generated LU, independently of the integrator -------------------------------------------
+def _lu_functions(plan):
+    """lu_factor, lu_solve, lu_solve_t and form_w generated for ``plan``, compiled."""
+    import math
+
+    import numba
+
+    from symode.solvers.lu_plan import lu_source
+
+    scope = {"JIT": numba.njit, "math": math, "np": np}
+    exec(lu_source(plan), scope)
+    return scope
+
+
 @pytest.mark.parametrize("D, kl, ku", [(7, 6, 6), (9, 2, 1), (9, 0, 3), (8, 1, 0), (1, 0, 0)])
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_banded_lu_solves_match_numpy(D, kl, ku, shuffled):
     """lu_factor / lu_solve / lu_solve_t of the generated step code, on matrices with kl
     subdiagonals and ku superdiagonals whose small diagonal forces row exchanges; shuffled:
     the states are declared out of order and the LU takes them in band order ORD."""
-    import math
-
-    import numba
-
-    from symode.solvers.rosenbrock import STEP
+    from symode.solvers.lu_plan import LUPlan
 
     rng = np.random.default_rng(D + 10 * kl + 100 * ku)
     order = rng.permutation(D) if shuffled else np.arange(D)
-    scope = {"JIT": numba.njit, "math": math, "np": np}
-    exec(STEP.format(D=D, S=1, KL=kl, KU=ku, KLU=min(D - 1, kl + ku), order=order.tolist()),
-         scope)
+    scope = _lu_functions(LUPlan(tuple(order.tolist()), kl, ku))
     back = np.argsort(order)
     for _ in range(5):
         band = rng.normal(size=(D, D)) * np.tri(D, D, ku) * np.tri(D, D, kl).T
@@ -95,6 +102,75 @@ def test_banded_lu_solves_match_numpy(D, kl, ku, shuffled):
         scope["lu_solve_t"](LU, piv, zt)
         np.testing.assert_allclose(z[0], np.linalg.solve(W, x[0]), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(zt, np.linalg.solve(W.T, x[0]), rtol=1e-9, atol=1e-9)
+
+
+def _random_pattern(D, density, rng):
+    mask = rng.random((D, D)) < density
+    mask[0, :] = mask[:, 0] = True                      # a hub coupled to every state
+    np.fill_diagonal(mask, False)
+    return [(int(r), int(c)) for r, c in zip(*np.nonzero(mask))]
+
+
+@pytest.mark.parametrize("D, density", [(12, 0.1), (15, 0.25), (6, 1.0), (20, 0.05)])
+def test_sparse_lu_solves_match_numpy(D, density):
+    """form_w, lu_factor, lu_solve and lu_solve_t of the sparse plan against numpy, with every
+    entry of the work matrix outside the filled pattern set to NaN: the generated loops must
+    never read them."""
+    from symode.solvers.lu_plan import sparse_plan
+
+    rng = np.random.default_rng(D)
+    nonzero = _random_pattern(D, density, rng)
+    plan = sparse_plan(D, nonzero)
+    assert sorted(plan.order) == list(range(D))
+    scope = _lu_functions(plan)
+    for inv in (1e3, 30.0, 3.0):
+        J = np.zeros((D, D))
+        for r, c in nonzero:
+            J[r, c] = rng.normal()
+        J[np.diag_indices(D)] = -rng.uniform(0.0, 2.0, D)
+        W = np.full((D, D), np.nan)
+        scope["form_w"](J, inv, W)
+        assert scope["lu_factor"](W, np.zeros(D, dtype=np.int64))
+        x = rng.normal(size=(2, D))
+        z, zt = x.copy(), x[1].copy()
+        scope["lu_solve"](W, None, z, 1)
+        scope["lu_solve_t"](W, None, zt)
+        A = inv * np.eye(D) - J
+        np.testing.assert_allclose(z[1], np.linalg.solve(A, x[1]), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(zt, np.linalg.solve(A.T, x[1]), rtol=1e-9, atol=1e-12)
+        np.testing.assert_array_equal(z[0], x[0])       # other rows untouched
+
+
+def test_sparse_lu_zero_pivot_is_reported():
+    """A pivot that vanishes (W singular for this step size) makes lu_factor return False, so
+    the step is retried smaller."""
+    from symode.solvers.lu_plan import sparse_plan
+
+    scope = _lu_functions(sparse_plan(2, [(0, 1), (1, 0)], order=[0, 1]))
+    W = np.full((2, 2), np.nan)
+    scope["form_w"](np.array([[1.0, 0.0], [0.0, -1.0]]), 1.0, W)     # W[0, 0] = 1 - 1 = 0
+    assert not scope["lu_factor"](W, np.zeros(2, dtype=np.int64))
+
+
+def test_plans_by_structure():
+    """A hub coupled to every state (an arrow pattern, band D - 1) gets the sparse LU, the hub
+    among the last two eliminated and no fill-in; a tridiagonal chain keeps the band; on a
+    random sparse pattern the sparse LU costs less than the band."""
+    from symode.solvers.lu_plan import band_plan, lu_plan, sparse_plan
+
+    D = 10
+    z = sp.symbols(f"z0:{D}")
+    arrow = so.SymbolicDynamics(so.ODE(list(z), [-z[0] * sum(z)] + [z[0] - z[i]
+                                                                    for i in range(1, D)]))
+    plan = lu_plan(arrow)
+    assert plan.sparse and plan.order.index(0) >= D - 2      # the hub among the last
+    assert sum(map(len, plan.lower)) + sum(map(len, plan.upper)) == 2 * (D - 1)
+    chain = so.SymbolicDynamics(so.ODE(list(z), [z[max(i - 1, 0)] - 3 * z[i] + z[min(i + 1, D - 1)]
+                                                 for i in range(D)]))
+    plan = lu_plan(chain)
+    assert not plan.sparse and (plan.kl, plan.ku) == (1, 1)
+    nonzero = _random_pattern(30, 0.08, np.random.default_rng(3))
+    assert sparse_plan(30, nonzero).cost() < band_plan(30, nonzero).cost()
 
 
 # -- problems -------------------------------------------------------------------------------
@@ -157,7 +233,7 @@ def test_species_by_species_declaration_is_reordered_into_a_band():
     """Two species on 6 grid points, declared u0..u5 then v0..v5 (u_i couples to v_i six places
     away): the LU takes the states in a reverse Cuthill-McKee order whose band is narrow, and
     the solve is still the exact expm(A t) z0."""
-    from symode.solvers.rosenbrock import jacobian_band, lu_order
+    from symode.solvers.lu_plan import band_plan, jacobian_band, jacobian_pattern, lu_plan
 
     n = 6
     u, v = sp.symbols(f"u0:{n}"), sp.symbols(f"v0:{n}")
@@ -169,12 +245,36 @@ def test_species_by_species_declaration_is_reordered_into_a_band():
     ode = so.ODE(z, [sum(float(A[r, c]) * z[c] for c in range(2 * n) if A[r, c])
                      for r in range(2 * n)])
     dyn = so.SymbolicDynamics(ode)
-    order, kl, ku = lu_order(dyn)
-    assert jacobian_band(dyn) == (n, n) and kl + ku <= 4 and sorted(order) == list(range(2 * n))
+    plan = band_plan(dyn.dim, jacobian_pattern(dyn))
+    assert jacobian_band(dyn) == (n, n) and plan.kl + plan.ku <= 4
+    assert sorted(plan.order) == list(range(2 * n)) and not lu_plan(dyn).sparse
     y0 = np.linspace(-1.0, 1.0, 2 * n)
     t = np.array([0.0, 0.01, 0.2])
     sol = so.solve(ode, y0, t, method="rodas5p", rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sol.y, [expm(A * tt) @ y0 for tt in t], rtol=1e-6, atol=1e-10)
+
+
+# POLLU at t = 60 min from the IVP test set (Mazzia & Iavernaro), computed by RADAU5 in
+# extended precision.
+POLLU_REFERENCE = [
+    5.646255480022769e-02, 1.342484130422339e-01, 4.139734331099427e-09, 5.523140207484359e-03,
+    2.018977262302196e-07, 1.464541863493966e-07, 7.784249118997964e-02, 3.245075353396018e-01,
+    7.494013383880406e-03, 1.622293157301561e-08, 1.135863833257075e-08, 2.230505975721359e-03,
+    2.087162882798630e-04, 1.396921016840158e-05, 8.964884856898295e-03, 4.352846369330103e-18,
+    6.899219696263405e-03, 1.007803037365946e-04, 1.772146513969984e-06, 5.682943292316392e-05]
+
+
+def test_pollu_matches_the_published_reference():
+    """Verwer's 20-species air chemistry mechanism, declared as reactions: the LU is the sparse
+    one, and every species at t = 60 agrees with the test set's reference to 1e-8 relative
+    (they span 16 decades)."""
+    from symode.solvers.lu_plan import lu_plan
+    from symode.symbolic.kinetics import pollu
+
+    ode, y0, k = pollu()
+    assert lu_plan(so.SymbolicDynamics(ode)).sparse
+    sol = so.solve(ode, y0, [0.0, 60.0], params=k, method="rodas5p", rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(sol.y[-1], POLLU_REFERENCE, rtol=1e-8, atol=0.0)
 
 
 @pytest.mark.parametrize("name", STIFF)
