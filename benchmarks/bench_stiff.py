@@ -9,9 +9,13 @@ Problems (every trajectory its own parameters):
 * ``vdp``: Van der Pol, x'' = μ(1 - x²)x' - x with μ = 1000·U(0.5, 2), y0 = (2, 0), saved at
   t = 0, 500, 1000;
 * ``brusselator`` (not run by default): a 1-D reaction-diffusion system of 32 states with a
-  sparse (block-tridiagonal) Jacobian, B = 3·U(0.8, 1.2), saved at t = 0, 1, .., 10.
+  sparse (block-tridiagonal) Jacobian, B = 3·U(0.8, 1.2), saved at t = 0, 1, .., 10;
+* ``pollu``: Verwer's air chemistry mechanism (20 species, 25 reactions, rate constants over 15
+  decades), one box of air per trajectory with rate constants k·U(0.8, 1.2), saved at t = 0,
+  1, 5, 15, 30, 60 minutes; symode's LU is the sparse one (Markowitz order).
 
-All at rtol 1e-6. atol is 1e-10 for Robertson (y2 lives near 1e-5), 1e-8 for the others.
+All at rtol 1e-6. atol is 1e-10 for Robertson (y2 lives near 1e-5) and POLLU, 1e-8 for
+the others.
 scipy runs trajectory by trajectory in a Python loop over ``--scipy-subset`` of them, and its
 time is scaled to the whole batch. Times are the best of ``--repeat`` calls after a first call
 (compilation or cache load; reported apart). Error: the largest absolute difference at the saved
@@ -34,6 +38,7 @@ import sympy as sp
 from scipy.integrate import solve_ivp
 
 import symode as so
+from symode.symbolic.kinetics import pollu as so_pollu
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,7 +110,28 @@ def brusselator(n, rng, points=16):
                 rtol=1e-6, atol=1e-8)
 
 
-PROBLEMS = {"robertson": robertson, "vdp": van_der_pol, "brusselator": brusselator}
+def pollu_boxes(n, rng):
+    """Verwer's POLLU air chemistry (20 species, 25 reactions; symode.symbolic.kinetics.pollu),
+    one box of air per trajectory with its own rate constants k·U(0.8, 1.2), saved at t = 0, 1,
+    5, 15, 30, 60 minutes. The step's LU is the sparse one."""
+    ode, y0, k = so_pollu()
+    states, params = list(ode.states), list(ode.params)
+    fun_l = sp.lambdify((states, *params), list(ode.rhs), "numpy")
+    jac_l = sp.lambdify((states, *params), ode.jacobian, "numpy")
+
+    def fun(t, y, *kk):
+        return fun_l(y, *kk)
+
+    def jac(t, y, *kk):
+        return jac_l(y, *kk)
+
+    return dict(ode=ode, fun=fun, jac=jac, params=k * rng.uniform(0.8, 1.2, (n, len(k))),
+                y0=np.tile(y0, (n, 1)), t=np.array([0.0, 1.0, 5.0, 15.0, 30.0, 60.0]),
+                rtol=1e-6, atol=1e-10)
+
+
+PROBLEMS = {"robertson": robertson, "vdp": van_der_pol, "brusselator": brusselator,
+            "pollu": pollu_boxes}
 
 
 def best_of(fn, repeat):
@@ -182,7 +208,7 @@ def print_table(title, rows, base, err_label, width=32):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--problems", default="robertson,vdp")
+    parser.add_argument("--problems", default="robertson,vdp,pollu")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scipy-subset", type=int, default=20)
     parser.add_argument("--tight-subset", type=int, default=10)
