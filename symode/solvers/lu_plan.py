@@ -190,8 +190,9 @@ def pattern_source(dyn) -> str:
 
 
 # Both forms define form_w (W' = I/(hγ) - J in LU order), lu_factor(W, piv) (False where a pivot
-# is zero or not finite), lu_solve(W, piv, X, q) (W z = X[q] in place) and lu_solve_t(W, piv, v)
-# (Wᵀ z = v in place); {D}: dimension.
+# is zero or not finite), and the solves with W' and W'ᵀ in place, solve_ordered(W, piv, x) and
+# solve_t_ordered(W, piv, x); PERMUTED_SOLVES wraps them as lu_solve(W, piv, X, q) (W z = X[q] in
+# place) and lu_solve_t(W, piv, v) (Wᵀ z = v in place). {D}: dimension.
 
 # Banded, partial pivoting: {KL} sub- and {KU} superdiagonals, U's band {KLU} = min(D - 1,
 # KL + KU). As in LAPACK's banded LU, a row exchange at step k leaves the multipliers of
@@ -240,11 +241,8 @@ def lu_factor(W, piv):
 
 
 @JIT
-def lu_solve(W, piv, X, q):
+def solve_ordered(W, piv, x):
     n = {D}
-    x = np.empty({D})
-    for i in range(n):
-        x[i] = X[q, ORD[i]]
     for k in range(n):
         p = piv[k]
         if p != k:
@@ -258,17 +256,12 @@ def lu_solve(W, piv, X, q):
         for c in range(r + 1, min(n - 1, r + {KLU}) + 1):
             s -= W[r, c] * x[c]
         x[r] = s / W[r, r]
-    for i in range(n):
-        X[q, ORD[i]] = x[i]
 
 
 @JIT
-def lu_solve_t(W, piv, v):
-    \"\"\"Uᵀ w = v, then the transposed eliminations and exchanges in reverse order.\"\"\"
+def solve_t_ordered(W, piv, x):
+    \"\"\"Uᵀ w = x, then the transposed eliminations and exchanges in reverse order.\"\"\"
     n = {D}
-    x = np.empty({D})
-    for i in range(n):
-        x[i] = v[ORD[i]]
     for r in range(n):
         s = x[r]
         for c in range(max(0, r - {KLU}), r):
@@ -282,8 +275,6 @@ def lu_solve_t(W, piv, v):
         p = piv[k]
         if p != k:
             x[k], x[p] = x[p], x[k]
-    for i in range(n):
-        v[ORD[i]] = x[i]
 """
 
 # Sparse, diagonal pivots: column k of L holds rows LI[LP[k]:LP[k + 1]], row k of U columns
@@ -326,11 +317,8 @@ def lu_factor(W, piv):
 
 
 @JIT
-def lu_solve(W, piv, X, q):
+def solve_ordered(W, piv, x):
     n = {D}
-    x = np.empty({D})
-    for i in range(n):
-        x[i] = X[q, ORD[i]]
     for k in range(n):
         xk = x[k]
         if xk != 0.0:
@@ -341,17 +329,12 @@ def lu_solve(W, piv, X, q):
         for a in range(UP[r], UP[r + 1]):
             s -= W[r, UI[a]] * x[UI[a]]
         x[r] = s / W[r, r]
-    for i in range(n):
-        X[q, ORD[i]] = x[i]
 
 
 @JIT
-def lu_solve_t(W, piv, v):
-    \"\"\"Uᵀ w = v by U's rows, then Lᵀ z = w by L's columns.\"\"\"
+def solve_t_ordered(W, piv, x):
+    \"\"\"Uᵀ w = x by U's rows, then Lᵀ z = w by L's columns.\"\"\"
     n = {D}
-    x = np.empty({D})
-    for i in range(n):
-        x[i] = v[ORD[i]]
     for r in range(n):
         xr = x[r] / W[r, r]
         x[r] = xr
@@ -363,7 +346,29 @@ def lu_solve_t(W, piv, v):
         for a in range(LP[k], LP[k + 1]):
             s -= W[LI[a], k] * x[LI[a]]
         x[k] = s
-    for i in range(n):
+"""
+
+
+# The solves in the declared order, around either form's solves in LU order.
+PERMUTED_SOLVES = """
+
+@JIT
+def lu_solve(W, piv, X, q):
+    x = np.empty({D})
+    for i in range({D}):
+        x[i] = X[q, ORD[i]]
+    solve_ordered(W, piv, x)
+    for i in range({D}):
+        X[q, ORD[i]] = x[i]
+
+
+@JIT
+def lu_solve_t(W, piv, v):
+    x = np.empty({D})
+    for i in range({D}):
+        x[i] = v[ORD[i]]
+    solve_t_ordered(W, piv, x)
+    for i in range({D}):
         v[ORD[i]] = x[i]
 """
 
@@ -373,6 +378,8 @@ def lu_source(plan: LUPlan) -> str:
     if plan.sparse:
         lp, li = _index_lists(plan.lower)
         up, ui = _index_lists(plan.upper)
-        return SPARSE_LU.format(D=plan.dim, order=list(plan.order), lp=lp, li=li, up=up, ui=ui)
-    return BAND_LU.format(D=plan.dim, order=list(plan.order), KL=plan.kl, KU=plan.ku,
-                          KLU=plan.klu)
+        text = SPARSE_LU.format(D=plan.dim, order=list(plan.order), lp=lp, li=li, up=up, ui=ui)
+    else:
+        text = BAND_LU.format(D=plan.dim, order=list(plan.order), KL=plan.kl, KU=plan.ku,
+                              KLU=plan.klu)
+    return text + PERMUTED_SOLVES.format(D=plan.dim)

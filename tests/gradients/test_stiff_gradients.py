@@ -60,46 +60,33 @@ def test_fixed_steps_gradient_equals_finite_differences(steps, method):
                                rtol=1e-7, atol=1e-8)
 
 
-def test_banded_system_gradient_equals_finite_differences():
-    """A nonlinear, stiff reaction-diffusion chain of 6 states (a tridiagonal Jacobian, so the
-    step's LU and the adjoint's J̄ stay within the band), fixed steps: central differences."""
-    D = 6
+def _stiff_chain(D=6):
+    """A nonlinear, stiff reaction-diffusion chain: a tridiagonal Jacobian, banded LU."""
     z = sp.symbols(f"z0:{D}")
     k, d = sp.symbols("k d")
     rhs = [d * ((z[i - 1] if i else 1.0) - 2 * z[i] + (z[i + 1] if i < D - 1 else 0.0))
            - k * z[i] ** 2 + sp.sin(z[i]) for i in range(D)]
-    ode = so.ODE(list(z), rhs, params=[k, d])
-    y0 = np.linspace(0.2, 1.0, D)[None, :] * [[1.0], [0.7]]
-    t = np.array([0.0, 0.05, 0.3])
-    p = np.array([[30.0, 400.0], [10.0, 200.0]])
-    c = np.random.default_rng(4).normal(size=(3, 2, D))
-    opts = dict(method="rodas5p", step_size=0.013)
-
-    def loss(y0_, p_):
-        return np.sum(c * so.solve(ode, y0_, t, params=p_, **opts).y)
-
-    _, pullback = so.solve_vjp(ode, y0, t, params=p, **opts)
-    g = pullback(c)
-    np.testing.assert_allclose(g.y0, central_differences(lambda v: loss(v, p), y0), rtol=1e-7,
-                               atol=1e-8)
-    np.testing.assert_allclose(g.params, central_differences(lambda v: loss(y0, v), p),
-                               rtol=1e-7, atol=1e-8)
+    return so.ODE(list(z), rhs, params=[k, d])
 
 
-def test_sparse_lu_system_gradient_equals_finite_differences():
-    """A stiff, nonlinear hub mechanism of 9 states (one radical reacting with every species: an
-    arrow-shaped Jacobian, so the step's LU is the sparse one, hub last), fixed steps: dL/dy0
-    and dL/dθ against central differences for two trajectories."""
+@pytest.mark.parametrize("system, params, step, sparse", [
+    (_stiff_chain, [[30.0, 400.0], [10.0, 200.0]], 0.013, False),
+    (hub_mechanism, [[300.0, 2.0, 50.0], [100.0, 5.0, 20.0]], 0.011, True),
+])
+def test_structured_system_gradient_equals_finite_differences(system, params, step, sparse):
+    """Fixed steps of rodas5p on two stiff nonlinear systems whose step LU keeps to the
+    Jacobian's structure: a chain of 6 states (banded LU, J̄ within the band) and a hub
+    mechanism of 9 states (one radical reacting with every species: an arrow pattern, so the
+    sparse LU, hub last). dL/dy0 and dL/dθ for two trajectories against central differences."""
     from symode.solvers.lu_plan import lu_plan
 
-    D = 9
-    ode = hub_mechanism(D)
-    assert lu_plan(so.SymbolicDynamics(ode)).sparse
-    y0 = np.linspace(0.1, 1.0, D)[None, :] * [[1.0], [0.6]]
+    ode = system()
+    assert lu_plan(so.SymbolicDynamics(ode)).sparse == sparse
+    y0 = np.linspace(0.2, 1.0, ode.dim)[None, :] * [[1.0], [0.7]]
     t = np.array([0.0, 0.05, 0.3])
-    p = np.array([[300.0, 2.0, 50.0], [100.0, 5.0, 20.0]])
-    c = np.random.default_rng(5).normal(size=(3, 2, D))
-    opts = dict(method="rodas5p", step_size=0.011)
+    p = np.array(params)
+    c = np.random.default_rng(4).normal(size=(3, 2, ode.dim))
+    opts = dict(method="rodas5p", step_size=step)
 
     def loss(y0_, p_):
         return np.sum(c * so.solve(ode, y0_, t, params=p_, **opts).y)
