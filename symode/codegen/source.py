@@ -80,6 +80,8 @@ def emit_into(
     where: str = "out",
     names: dict | None = None,
     zeroed: Sequence[str] = (),
+    views: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> str:
     """Source of ``def name(*arrays)`` storing each of ``exprs`` into its target (``"J[0, 2]"``).
 
@@ -89,7 +91,10 @@ def emit_into(
     -> number of dimensions) are zeroed; so the code grows with the nonzeros, not with
     ``len(exprs)``. The arrays in ``zeroed`` are kept zero by the caller (zeroed once), so
     their zero entries are not written at all. Targets of zero entries in other arrays get
-    ``0.0``. Shared subexpressions are computed once.
+    ``0.0``. Shared subexpressions are computed once. ``views`` (name -> expression, e.g.
+    ``{"Jf": "J.reshape(9)"}``) are bound first: numba types a flat index far faster than a
+    pair, which matters for thousands of entries; ``labels`` (target -> text) are written as
+    comments after the stores, so the text still reads ``# J[2, 1]``.
     """
     printer = printer or NumbaPrinter()
     clear = clear or {}
@@ -99,6 +104,7 @@ def emit_into(
                             optimizations="basic")
     used = set().union(*(sp.sympify(e).free_symbols for _, e in live))
     lines = ["@JIT", f"def {name}({', '.join(arrays)}):"]
+    lines += [f"{INDENT}{view} = {value}" for view, value in (views or {}).items()]
     for array, ndim in clear.items():
         idx = [f"_i{k}" for k in range(ndim)]
         for k, i in enumerate(idx):
@@ -108,8 +114,12 @@ def emit_into(
               if sp.Symbol(code) in used]
     for sym, value in temps:
         lines.append(f"{INDENT}{sym} = {print_expression(value, printer, where, names)}")
+    labels = labels or {}
     for (tgt, _), e in zip(live, reduced):
-        lines.append(f"{INDENT}{tgt} = {print_expression(e, printer, f'{where} {tgt}', names)}")
+        label = labels.get(tgt, tgt)
+        note = f"  # {label}" if label != tgt else ""
+        lines.append(f"{INDENT}{tgt} = {print_expression(e, printer, f'{where} {label}', names)}"
+                     f"{note}")
     return "\n".join(lines) + "\n"
 
 

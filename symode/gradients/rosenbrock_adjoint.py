@@ -186,8 +186,7 @@ def jac_vjp_source(dyn: SymbolicDynamics) -> str:
     ode = dyn.ode
     D, P = dyn.dim, dyn.n_params
     exprs = [*ode.jacobian, *ode.time_derivative]
-    entries = ([f"Jb[{r}, {c}]" for r in range(D) for c in range(D)]
-               + [f"ftb[{r}]" for r in range(D)])
+    entries = [f"Jbf[{k}]" for k in range(D * D)] + [f"ftb[{r}]" for r in range(D)]
     names = [f"w{r}_{c}" for r in range(D) for c in range(D)] + [f"v{r}" for r in range(D)]
     keep = [k for k, e in enumerate(exprs) if not is_zero(e)]
     weights = [sp.Dummy(names[k]) for k in keep]
@@ -197,7 +196,8 @@ def jac_vjp_source(dyn: SymbolicDynamics) -> str:
     renamed, back = rename(grad, symbols, code)
     loads = {**array_loads(D, P), **{names[k]: entries[k] for k in keep}}
     return emit_into("jac_vjp_into", ["t", "y", "p", "Jb", "ftb", "g"], loads,
-                     [f"g[{k}]" for k in range(D + P + 1)], renamed, where="jac_vjp", names=back)
+                     [f"g[{k}]" for k in range(D + P + 1)], renamed, where="jac_vjp", names=back,
+                     views={"Jbf": f"Jb.reshape({D * D})"})
 
 
 def _adjoint_wrappers(D: int, P: int) -> str:

@@ -297,17 +297,19 @@ def array_loads(D: int, P: int) -> dict[str, str]:
 
 def jacobian_source(dyn) -> str:
     """``def jac_into(t, y, p, J, ft)``: ∂f/∂y into ``J`` and ∂f/∂t into ``ft``, storing only
-    the entries that are not identically zero (a sparse Jacobian costs its nonzeros); the
-    caller zeroes ``J`` once, as its other entries are never written."""
+    the entries that are not identically zero (a sparse Jacobian costs its nonzeros), through
+    the flat view ``Jf`` (``Jf[r·D + c]`` is ``J[r, c]``); the caller zeroes ``J`` once, as its
+    other entries are never written."""
     ode = dyn.ode
     D = dyn.dim
     exprs = [*ode.jacobian, *ode.time_derivative]
     symbols = (ode.t, *ode.states, *ode.params)
     renamed, back = rename(exprs, symbols, dyn.arg_names)
-    targets = [f"J[{r}, {c}]" for r in range(D) for c in range(D)] + [f"ft[{i}]" for i in range(D)]
+    targets = [f"Jf[{k}]" for k in range(D * D)] + [f"ft[{i}]" for i in range(D)]
+    labels = {f"Jf[{r * D + c}]": f"J[{r}, {c}]" for r in range(D) for c in range(D)}
     return emit_into("jac_into", ["t", "y", "p", "J", "ft"], array_loads(D, dyn.n_params),
-                     targets, renamed, clear={"ft": 1}, zeroed=("J",), where="jac",
-                     names=back)
+                     targets, renamed, clear={"ft": 1}, zeroed=("Jf",), where="jac", names=back,
+                     views={"Jf": f"J.reshape({D * D})"}, labels=labels)
 
 
 def wrappers(D: int, P: int) -> str:
