@@ -55,10 +55,9 @@ def mass_action(reactions: Sequence[str], rates: Sequence | None = None,
     if isinstance(reactions, str):
         raise ExpressionError("reactions is a single string; pass a list of reactions")
     parsed = [parse_reaction(r, f"reactions[{j}]") for j, r in enumerate(reactions)]
-    names = list(species) if species is not None else list(dict.fromkeys(
-        name for left, right in parsed for name in (*left, *right)))
-    used = {name for left, right in parsed for name in (*left, *right)}
-    missing = sorted(used - set(names))
+    used = list(dict.fromkeys(name for left, right in parsed for name in (*left, *right)))
+    names = used if species is None else list(species)
+    missing = sorted(set(used) - set(names))
     if missing:
         raise ExpressionError(f"species {', '.join(missing)} appear in the reactions but not in "
                               f"species=[...]; list every species")
@@ -73,14 +72,13 @@ def mass_action(reactions: Sequence[str], rates: Sequence | None = None,
     for j, k in enumerate(rates):
         if isinstance(k, str):
             k = parse_expression(k, known, where=f"rates[{j}]")
-            known.update({s.name: s for s in k.free_symbols})
         consts.append(sp.sympify(k))
     params = list(dict.fromkeys(s for k in consts for s in sorted(k.free_symbols, key=str)
                                 if s not in z.values() and s != time))
     rhs = {name: sp.Integer(0) for name in names}
     for k, (left, right) in zip(consts, parsed):
         rate = k * sp.Mul(*[z[name] ** nu for name, nu in left.items()])
-        for name in set(left) | set(right):
+        for name in {**left, **right}:
             change = right.get(name, 0) - left.get(name, 0)
             if change:
                 rhs[name] += change * rate

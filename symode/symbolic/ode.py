@@ -198,8 +198,9 @@ class ODE:
             a sink.
         rates : sequence, optional
             One rate constant per reaction: a number, a sympy expression or a string parsed
-            safely (``"A*exp(-Ea/T)"``); names that are not species become parameters, in order
-            of first use. By default the parameters ``k1 .. kR``.
+            safely (``"A*exp(-Ea/T)"``); names that are not species become parameters, by
+            reaction in order of first use (alphabetical within one rate). By default the
+            parameters ``k1 .. kR``.
         species : sequence of str, optional
             The state order; by default the order of first appearance.
         t : str
