@@ -49,3 +49,41 @@ def check_module(module, x, rng, t=0.3, jvp=True, rtol=1e-6, atol=1e-9):
             assert_jvp_matches_fd(lambda th: module(th, x, t), theta,
                                   lambda v: module.jvp(theta, cache, zero, v), rng, rtol=rtol,
                                   atol=atol)
+
+
+def check_second_derivatives(module, x, rng, t=0.3, rtol=1e-6, atol=1e-9):
+    """``vjp_jvp`` and ``dual_vjp`` against differences of ``S = ȳ·y + ẏ̄·(∂y/∂x)ẋ``.
+
+    ``vjp_jvp(ȳ, ẋ)`` is the gradient of ``ȳ·(∂y/∂x)ẋ`` in (x, θ, t); ``dual_vjp`` is the
+    gradient of ``S`` in (x, ẋ, θ, t). Each is checked along random directions, the tangent
+    ``(∂y/∂x)ẋ`` being the module's own ``jvp`` (itself checked by :func:`check_module`).
+    """
+    theta = module.init(rng) + 0.1 * rng.standard_normal(module.n_params)
+    y, cache = module.forward(theta, x, t)
+    ybar, ydotbar, xdot = (rng.standard_normal(s) for s in (y.shape, y.shape, x.shape))
+
+    def tangent(xx, th, tt, xd):
+        return module.jvp(th, module.forward(th, xx, tt)[1], xd)
+
+    def s_second(xx, th, tt):
+        return np.vdot(ydotbar, tangent(xx, th, tt, xdot))
+
+    def s_dual(xx, xd, th, tt):
+        return np.vdot(ybar, module(th, xx, tt)) + np.vdot(ydotbar, tangent(xx, th, tt, xd))
+
+    got = module.vjp_jvp(theta, cache, ydotbar, xdot)
+    dual = module.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+    checks = [  # (S as a function of one argument, its claimed gradient, the point)
+        (lambda a: s_second(a, theta, t), got[0], x),
+        (lambda a: s_second(x, a, t), got[1], theta),
+        (lambda a: s_second(x, theta, a), got[2], t),
+        (lambda a: s_dual(a, xdot, theta, t), dual[0], x),
+        (lambda a: s_dual(x, a, theta, t), dual[1], xdot),
+        (lambda a: s_dual(x, xdot, a, t), dual[2], theta),
+        (lambda a: s_dual(x, xdot, theta, a), dual[3], t),
+    ]
+    eps = 1e-6
+    for fun, grad, at in checks:
+        v = rng.standard_normal(np.shape(at))
+        numeric = (fun(at + eps * v) - fun(at - eps * v)) / (2 * eps)
+        assert np.vdot(grad, v) == pytest.approx(numeric, rel=rtol, abs=atol)

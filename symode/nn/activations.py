@@ -217,7 +217,12 @@ class Activation(Module):
         return self._map(1, "vjp", cache, xdot)
 
     def vjp_jvp(self, theta, cache, ybar, xdot):
-        """``ȳ ⊙ f''(x) ⊙ ẋ``: the derivative of ``x̄ = ȳ ⊙ f'(x)`` along ``ẋ``, ``ȳ`` held."""
+        """``(ȳ ⊙ f''(x) ⊙ ẋ, [], 0)``: the derivative of ``x̄ = ȳ ⊙ f'(x)`` along ``ẋ``, ``ȳ``
+        held; there are no parameters and no time."""
+        xbar = self._second(cache, ybar, xdot)
+        return xbar, _no_params(xbar), 0.0
+
+    def _second(self, cache, ybar, xdot):
         return self._map(2, "vjp_jvp", cache, ybar, xdot)
 
     def _map(self, order: int, entry: str, *args):
@@ -276,7 +281,7 @@ class ReLU(Activation):
     def jvp(self, theta, cache, xdot, thetadot=None):
         return array_module(cache).where(cache > 0, xdot, 0)
 
-    def vjp_jvp(self, theta, cache, ybar, xdot):
+    def _second(self, cache, ybar, xdot):
         return array_module(cache).zeros(np.broadcast_shapes(cache.shape, ybar.shape),
                                          np.result_type(cache.dtype, ybar.dtype, xdot.dtype))
 
@@ -303,7 +308,7 @@ class Tanh(Activation):
     def jvp(self, theta, cache, xdot, thetadot=None):
         return xdot * (1 - cache * cache)
 
-    def vjp_jvp(self, theta, cache, ybar, xdot):
+    def _second(self, cache, ybar, xdot):
         # f'' = -2 tanh(x) (1 - tanh²x)
         return -2 * ybar * xdot * cache * (1 - cache * cache)
 

@@ -5,7 +5,9 @@ The dense layers act on ``x`` of shape ``(batch, in_features)`` with a weight ``
 ``(out_features, in_features)`` (torch's layout), so that ``y = x Wᵀ + b`` and
 
 * ``x̄ = ȳ W``, ``W̄ = ȳᵀ x``, ``b̄ = Σ_n ȳ_n`` (summed over the batch);
-* ``ẏ = ẋ Wᵀ + x Ẇᵀ + ḃ``.
+* ``ẏ = ẋ Wᵀ + x Ẇᵀ + ḃ``;
+* second derivatives (``vjp_jvp``): ``ȳ·(∂y/∂x)ẋ = Σ_n ȳ_n·W ẋ_n``, so ``W̄ = ȳᵀ ẋ`` and
+  nothing else.
 
 The two time-aware layers are the ones of the Neural ODE and FFJORD code bases: ``ConcatLinear``
 appends ``t`` to the input (Chen et al. 2018), ``ConcatSquashLinear`` gates and shifts the output
@@ -130,6 +132,18 @@ class Linear(Module):
             if wdot_t is not None:
                 ydot += cache.t * wdot_t
         return ydot
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        # ȳ·(∂y/∂x)ẋ = Σ_n ȳ_n·W ẋ_n is linear in x: only W̄ = ȳᵀẋ (the time column gets 0)
+        x = cache.x
+        ybar = _check_like(self, ybar, (x.shape[0], self.out_features), "ȳ")
+        xdot = _check_like(self, xdot, x.shape, "ẋ")
+        xp = array_module(x)
+        wbar = ybar.T @ xdot
+        if self._extra_inputs:
+            wbar = xp.concatenate([xp.zeros_like(wbar[:, :1]), wbar], axis=1)
+        parts = [wbar.ravel()] + ([xp.zeros_like(wbar[:, 0])] if self.bias else [])
+        return xp.zeros_like(xdot), xp.concatenate(parts), 0.0
 
     # -- helpers -------------------------------------------------------------------------------
     def _weights(self, theta, dtype) -> tuple[NDArray | None, NDArray, NDArray | None]:
@@ -258,6 +272,20 @@ class ConcatSquashLinear(Module):
         ydot += t * d["hyper_weight"]
         return ydot
 
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        # ȳ·ẏ with ẏ = (ẋWᵀ) ⊙ s: W̄ = (ȳ ⊙ s)ᵀẋ; the gate sees ż̄ = s' ⊙ Σ_n ȳ_n ⊙ ȧ_n
+        x, a, gate, t = cache
+        ybar = _check_like(self, ybar, a.shape, "ȳ")
+        xdot = _check_like(self, xdot, x.shape, "ẋ")
+        v = self._views(theta, x.dtype)
+        adot = xdot @ v["weight"].T
+        zbar = (ybar * adot).sum(axis=0) * gate * (1 - gate)
+        xp = array_module(x)
+        zero = xp.zeros_like(zbar)
+        thetabar = xp.concatenate([((ybar * gate).T @ xdot).ravel(), zero, t * zbar, zbar,
+                                   zero])
+        return xp.zeros_like(xdot), thetabar, float(zbar @ v["gate_weight"])
+
     def _views(self, theta, dtype) -> dict[str, NDArray]:
         return {k: p.astype(dtype, copy=False) for k, p in self.views(asarray(theta)).items()}
 
@@ -284,6 +312,11 @@ class Flatten(Module):
     def jvp(self, theta, cache, xdot, thetadot=None):
         xdot = _check_like(self, xdot, cache, "ẋ")
         return xdot.reshape(cache[0], math.prod(cache[1:]))
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        xdot = _check_like(self, xdot, cache, "ẋ")
+        xp = array_module(xdot)
+        return xp.zeros_like(xdot), xp.zeros(0, dtype=xdot.dtype), 0.0
 
     def __repr__(self) -> str:
         return "Flatten()"
@@ -329,6 +362,13 @@ class Residual(Module):
 
     def jvp(self, theta, cache, xdot, thetadot=None):
         return xdot + self.inner.jvp(theta, cache, xdot, thetadot)
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        return self.inner.vjp_jvp(theta, cache, ybar, xdot)
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        xbar, xdotbar, thetabar, tbar = self.inner.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+        return (xbar if ybar is None else xbar + ybar), xdotbar + ydotbar, thetabar, tbar
 
     def __repr__(self) -> str:
         return f"Residual({self.inner!r})"

@@ -8,10 +8,21 @@ derivatives are explicit:
 * ``vjp(θ, cache, ȳ) -> (x̄, θ̄)``: ``x̄ = ȳ·∂y/∂x``, ``θ̄ = ȳ·∂y/∂θ`` (summed over the batch);
 * ``vjp_t(θ, cache, ȳ) -> (x̄, θ̄, t̄)``: the same with ``t̄ = ȳ·∂y/∂t`` for layers that see the
   time (a float: the batch shares ``t``);
-* ``jvp(θ, cache, ẋ, θ̇=None) -> ẏ``: the directional derivative.
+* ``jvp(θ, cache, ẋ, θ̇=None) -> ẏ``: the directional derivative;
+* ``vjp_jvp(θ, cache, ȳ, ẋ) -> (x̄, θ̄, t̄)``: the derivative of ``vjp_t`` along ``ẋ`` with ``ȳ``
+  held, that is the gradient of ``ȳ·(∂y/∂x)ẋ`` with respect to ``x``, ``θ`` and ``t`` (second
+  derivatives, which continuous normalizing flows need to differentiate a trace);
+* ``dual_vjp(θ, cache, ẋ, ȳ, ẏ̄) -> (x̄, ẋ̄, θ̄, t̄)``: the reverse pass of the pair map
+  ``(x, ẋ) ↦ (y, ẏ = (∂y/∂x)ẋ)`` for cotangents ``ȳ`` (or None for zero) and ``ẏ̄``.
 
 A layer implements ``vjp`` or, if it uses the time, ``vjp_t``; the base class derives the
-other. Containers split ``θ`` among their children in order.
+other. A layer with second derivatives implements ``vjp_jvp``; the base class builds
+``dual_vjp`` from it:
+
+    ẋ̄ = ẏ̄ ∂y/∂x,    x̄ = ȳ ∂y/∂x + ∂/∂x [ẏ̄ (∂y/∂x) ẋ],
+
+and ``θ̄``, ``t̄`` alike. Containers split ``θ`` among their children in order and chain their
+children's ``dual_vjp``.
 
 A module that maps each sample of the batch on its own declares ``per_sample = True``; runs of
 such layers in a :class:`Sequential` share out large batches among threads
@@ -126,6 +137,19 @@ class Module:
     def jvp(self, theta, cache, xdot, thetadot=None):
         raise NotImplementedError(f"{type(self).__name__} has no jvp")
 
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no second derivatives (vjp_jvp); dense layers, "
+            f"activations, Sequential and Residual have them")
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        xdotbar = self.vjp_t(theta, cache, ydotbar)[0]
+        xbar, thetabar, tbar = self.vjp_jvp(theta, cache, ydotbar, xdot)
+        if ybar is not None:
+            xb, thb, tb = self.vjp_t(theta, cache, ybar)
+            xbar, thetabar, tbar = xbar + xb, thetabar + thb, tbar + tb
+        return xbar, xdotbar, thetabar, tbar
+
     def __call__(self, theta: NDArray, x: NDArray, t: float = 0.0) -> NDArray:
         return self.forward(theta, x, t)[0]
 
@@ -197,6 +221,38 @@ class Sequential(Module):
             xdot = _join(_each_slice(c, xdot, lambda cc, xd: _jvp_run(layers, ths, cc, xd, tds)))
         return xdot
 
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        xbar, _, thetabar, tbar = self.dual_vjp(theta, cache, xdot, None, ybar)
+        return xbar, thetabar, tbar
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        """Tangents forward through the children (kept per child), then the children's
+        ``dual_vjp`` in reverse."""
+        thetas = self.child_thetas(theta)
+        tangents = []
+        for (a, b, _), c in zip(self._runs, cache):
+            layers, ths = self.children[a:b], thetas[a:b]
+            parts = _each_slice(c, xdot, lambda cc, xd: _tangents_run(layers, ths, cc, xd))
+            tangents.append([p[0] for p in parts])
+            xdot = _join([p[1] for p in parts])
+        xp = array_module(theta, ydotbar)
+        thetabar = xp.zeros_like(theta, dtype=np.result_type(theta.dtype, ydotbar.dtype))
+        tbar = 0.0
+        for (a, b, _), c, tans in zip(reversed(self._runs), reversed(cache), reversed(tangents)):
+            layers, ths = self.children[a:b], thetas[a:b]
+
+            def run(k, cc, s, layers=layers, ths=ths, tans=tans):
+                yb = None if ybar is None else ybar[s]
+                return _dual_run(layers, ths, cc, tans[k], yb, ydotbar[s])
+
+            parts = _per_slice(c, run)
+            ybar = _join([p[0] for p in parts])
+            ydotbar = _join([p[1] for p in parts])
+            thetabar[self._child_slices[a].start:self._child_slices[b - 1].stop] = \
+                sum(p[2] for p in parts)
+            tbar += sum(p[3] for p in parts)
+        return ybar, ydotbar, thetabar, tbar
+
     def __repr__(self) -> str:
         inner = ",\n  ".join(repr(c) for c in self.children)
         return f"Sequential(\n  {inner}\n)"
@@ -215,6 +271,15 @@ def _each_slice(cache, arr, fn) -> list:
         return [fn(cache, arr)]
     arr = asarray(arr)
     return parallel.map_slices(lambda k: fn(cache.caches[k], arr[cache.slices[k]]),
+                               range(len(cache.slices)))
+
+
+def _per_slice(cache, fn) -> list:
+    """``[fn(0, cache, slice(None))]``, or for a :class:`_Sliced` cache ``fn(k, cache_k,
+    slice_k)`` for every slice, in threads."""
+    if not isinstance(cache, _Sliced):
+        return [fn(0, cache, slice(None))]
+    return parallel.map_slices(lambda k: fn(k, cache.caches[k], cache.slices[k]),
                                range(len(cache.slices)))
 
 
@@ -244,3 +309,23 @@ def _jvp_run(layers, thetas, caches, xdot, thetadots):
     for layer, th, c, td in zip(layers, thetas, caches, thetadots):
         xdot = layer.jvp(th, c, xdot, td)
     return xdot
+
+
+def _tangents_run(layers, thetas, caches, xdot):
+    """``(input tangent of every layer, output tangent)`` of a run (no parameter tangent)."""
+    xdots = []
+    for layer, th, c in zip(layers, thetas, caches):
+        xdots.append(xdot)
+        xdot = layer.jvp(th, c, xdot)
+    return xdots, xdot
+
+
+def _dual_run(layers, thetas, caches, xdots, ybar, ydotbar):
+    """``(x̄, ẋ̄, θ̄ of the run, t̄)``: the layers' ``dual_vjp`` in reverse."""
+    parts, tbar = [], 0.0
+    for layer, th, c, xd in zip(reversed(layers), reversed(thetas), reversed(caches),
+                                reversed(xdots)):
+        ybar, ydotbar, g, tb = layer.dual_vjp(th, c, xd, ybar, ydotbar)
+        parts.append(asarray(g).ravel())
+        tbar += tb
+    return ybar, ydotbar, array_module(ydotbar).concatenate(parts[::-1]), tbar

@@ -240,6 +240,32 @@ class ODE:
         params = [p for p in self._params if p not in replace]
         return type(self)(self._states, rhs, params, self._t)
 
+    def with_log_density(self, name: str = "delta_logp") -> "ODE":
+        """The system with the change of log-density appended: the continuous change of variables.
+
+        A density carried by the flow of ``dz/dt = f`` obeys ``d log p(z(t))/dt = -div f``
+        (Liouville; Chen et al. 2018, Theorem 1). The new system has states ``[*z, Δ]`` and
+        right-hand side ``[*f, -div f]``, with ``div f`` derived exactly, so that for
+        ``Δ(t0) = 0``
+
+            log p(z(t1)) = log p(z(t0)) - Δ(t1),    -Δ(t1) = log |det ∂z(t1)/∂z(t0)|.
+
+        Every solver and adjoint runs it like any other ODE.
+
+        Parameters
+        ----------
+        name : str
+            Name of the new state ``Δ``; must not be taken by a state, parameter or ``t``.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ExpressionError(f"the log-density state needs an identifier name, got {name!r}")
+        if name in self._taken_names:
+            raise ExpressionError(f"the name {name!r} is taken by a symbol of the system "
+                                  f"({', '.join(self._taken_names)}); pass another name")
+        delta = sp.Symbol(name)
+        return type(self)((*self._states, delta), (*self._rhs, -self.divergence), self._params,
+                          self._t)
+
     # -- comparison and printing ---------------------------------------------------------------
     @property
     def _taken_names(self) -> list[str]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from checks import assert_jvp_matches_fd, check_module
+from checks import assert_jvp_matches_fd, check_module, check_second_derivatives
 from symode.errors import ShapeError
 from symode.nn import (ConcatLinear, ConcatSquashLinear, Flatten, Linear, Residual, Sequential,
                        Tanh)
@@ -38,6 +38,12 @@ def _sigmoid(z):
 def test_derivatives_match_finite_differences(case, rng):
     make, shape = CASES[case]
     check_module(make(), rng.standard_normal(shape), rng, t=0.7)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_second_derivatives_match_finite_differences(case, rng):
+    make, shape = CASES[case]
+    check_second_derivatives(make(), rng.standard_normal(shape), rng, t=0.7)
 
 
 @pytest.mark.parametrize("case", TIMED)

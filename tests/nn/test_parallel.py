@@ -178,3 +178,30 @@ def test_a_forked_child_gets_its_own_threads(split_everything):
 def _sliced_in_child(net, theta, x):
     parallel.MIN_SLICE_BYTES = 1
     return net(theta, x)
+
+
+def test_sliced_second_derivatives_match_the_whole_batch(split_everything):
+    rng = np.random.default_rng(2)
+    net = nn.Sequential(nn.ConcatSquashLinear(3, 8), nn.Tanh(), BatchMeanDense(),
+                        nn.Residual(nn.Sequential(nn.ConcatLinear(8, 8), nn.Softplus())),
+                        nn.Linear(8, 3))
+    theta = net.init(rng)
+    x, xdot, ybar, ydotbar = rng.standard_normal((4, 7, 3))
+
+    def dual():
+        _, cache = net.forward(theta, x, 0.4)
+        return cache, net.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+
+    cache, got = dual()
+    assert [type(c) for c in cache] == [_Sliced, list, _Sliced]
+    with parallel.num_threads(1):
+        want = dual()[1]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+class BatchMeanDense(BatchMean):
+    """:class:`BatchMean` with its (zero) second derivatives: it is linear."""
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        return np.zeros_like(xdot), np.zeros(0), 0.0
