@@ -145,6 +145,19 @@ class Linear(Module):
         parts = [wbar.ravel()] + ([xp.zeros_like(wbar[:, 0])] if self.bias else [])
         return xp.zeros_like(xdot), xp.concatenate(parts), 0.0
 
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        # ẋ̄ = ẏ̄ W, and the second-order term only adds ẏ̄ᵀẋ to the x columns of W̄
+        ydotbar = _check_like(self, ydotbar, (cache.x.shape[0], self.out_features), "ẏ̄")
+        if ybar is None:
+            xbar, thetabar, tbar = self.vjp_jvp(theta, cache, ydotbar, xdot)
+        else:
+            xdot = _check_like(self, xdot, cache.x.shape, "ẋ")
+            xbar, thetabar, tbar = self.vjp_t(theta, cache, ybar)
+            n = self.out_features * (self.in_features + self._extra_inputs)
+            wbar = thetabar[:n].reshape(self.out_features, -1)
+            wbar[:, self._extra_inputs:] += ydotbar.T @ xdot
+        return xbar, ydotbar @ self._weights(theta, ydotbar.dtype)[1], thetabar, tbar
+
     # -- helpers -------------------------------------------------------------------------------
     def _weights(self, theta, dtype) -> tuple[NDArray | None, NDArray, NDArray | None]:
         """``(w_t, W, b)`` in ``dtype``: the time column (or None), the x columns, the bias."""
@@ -285,6 +298,31 @@ class ConcatSquashLinear(Module):
         thetabar = xp.concatenate([((ybar * gate).T @ xdot).ravel(), zero, t * zbar, zbar,
                                    zero])
         return xp.zeros_like(xdot), thetabar, float(zbar @ v["gate_weight"])
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        # one pass for both cotangents: ẏ = ȧ ⊙ s with ȧ = ẋWᵀ adds (ẏ̄ ⊙ s)ᵀẋ to W̄ and
+        # Σ_n ẏ̄_n ⊙ ȧ_n to the gate's sum
+        x, a, gate, t = cache
+        ydotbar = _check_like(self, ydotbar, a.shape, "ẏ̄")
+        xdot = _check_like(self, xdot, x.shape, "ẋ")
+        v = self._views(theta, x.dtype)
+        xp = array_module(x)
+        sdot = ydotbar * gate
+        wbar = sdot.T @ xdot
+        zbar = (ydotbar * (xdot @ v["weight"].T)).sum(axis=0)
+        if ybar is None:
+            xbar, bbar, ysum = xp.zeros_like(xdot), xp.zeros_like(zbar), xp.zeros_like(zbar)
+        else:
+            ybar = _check_like(self, ybar, a.shape, "ȳ")
+            abar = ybar * gate
+            xbar = abar @ v["weight"]
+            wbar += abar.T @ x
+            zbar += (ybar * a).sum(axis=0)
+            bbar, ysum = abar.sum(axis=0), ybar.sum(axis=0)
+        zbar *= gate * (1 - gate)
+        thetabar = xp.concatenate([wbar.ravel(), bbar, t * zbar, zbar, t * ysum])
+        tbar = float(zbar @ v["gate_weight"] + ysum @ v["hyper_weight"])
+        return xbar, sdot @ v["weight"], thetabar, tbar
 
     def _views(self, theta, dtype) -> dict[str, NDArray]:
         return {k: p.astype(dtype, copy=False) for k, p in self.views(asarray(theta)).items()}
