@@ -1,9 +1,9 @@
 """A continuous normalizing flow learns a 2-D toy density, as in FFJORD's toy experiments.
 
 The flow is FFJORD's toy model: dz/dt = f(t, z, θ), f a ConcatSquash network 2-64-64-64-2 with
-tanh, on t ∈ [0, 0.5], dopri5 at rtol = atol = 1e-5; log p(x) = log N(z(0.5)) - Δ(0.5) with
-the exact trace; the backsolve adjoint with the layers' second derivatives gives the gradient
-of -mean log p; Adam, lr 1e-3, batches of 100 fresh samples.
+tanh, on t ∈ [0, T] with the length T learned (from 0.5), dopri5 at rtol = atol = 1e-5;
+log p(x) = log N(z(T)) - Δ(T) with the exact trace; the backsolve adjoint with the layers'
+second derivatives gives the gradient of -mean log p; Adam, lr 1e-3, batches of 100 fresh samples.
 
 Printed: the loss, the NFE of the forward and backward solves, and for densities with a closed
 form the exact mean log-density of held-out data under the true law (the best a model can do).
@@ -28,8 +28,8 @@ from _plotting import progress, pyplot, save
 def train(data, iters, trace, batch=100, seed=0, log_every=100):
     rng = np.random.default_rng(seed)
     net = concat_squash_mlp(2, (64, 64, 64))
-    flow = CNF(net, t1=0.5, trace=trace, rtol=1e-5, atol=1e-5, seed=seed)
-    theta = net.init(rng)
+    flow = CNF(net, t1=0.5, train_t1=True, trace=trace, rtol=1e-5, atol=1e-5, seed=seed)
+    theta = flow.init(rng)
     opt = nn.Adam(lr=1e-3)
     state = opt.init(theta)
     held_out = sample_toy(data, 2000, rng)
@@ -49,8 +49,8 @@ def train(data, iters, trace, batch=100, seed=0, log_every=100):
             score = float(flow.log_prob(theta, held_out).mean())
             message = (f"iter {it:5d}: loss {np.mean(losses[-log_every:]):.3f}, held-out mean "
                        f"log p {score:.3f}" + ("" if best is None else f" (true law {best:.3f})")
-                       + f", NFE {flow.nfe_forward} fwd / {flow.nfe_backward} bwd, "
-                       f"{time.perf_counter() - start:.0f} s")
+                       + f", T {theta[0] ** 2:.3f}, NFE {flow.nfe_forward} fwd / "
+                       f"{flow.nfe_backward} bwd, {time.perf_counter() - start:.0f} s")
             (bar.write if hasattr(bar, "write") else print)(message)
     return flow, theta, losses
 

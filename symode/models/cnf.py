@@ -179,6 +179,10 @@ class CNF(Module):
         :func:`concat_squash_mlp`).
     t0, t1 : float
         Data lives at ``t0``, the standard normal base density at ``t1``.
+    train_t1 : bool
+        Learn the length of the flow, as FFJORD does: ``θ`` then starts with the parameter
+        ``sqrt_t1`` ``s``, ``t1 = t0 + s²`` (initially the given ``t1``), and ``vjp`` returns
+        ``s̄ = 2s dL/dt1`` from the pullback's time gradient. Needs ``t1 > t0``.
     trace : {"exact", "hutchinson"}
         See the module docstring: ``"exact"`` costs ``dim`` products per evaluation,
         ``"hutchinson"`` one, at the price of noise in ``log p`` and its gradient.
@@ -199,12 +203,13 @@ class CNF(Module):
     Examples
     --------
     >>> flow = CNF(concat_squash_mlp(2, (32, 32)), t1=0.5)              # doctest: +SKIP
-    >>> theta = flow.init(np.random.default_rng(0))                    # doctest: +SKIP
+    >>> theta = flow.init(np.random.default_rng(0))      # the net's θ   # doctest: +SKIP
     >>> logp, cache = flow.forward(theta, x)                           # doctest: +SKIP
     >>> x_bar, theta_bar = flow.vjp(theta, cache, -np.ones(len(x)) / len(x))  # doctest: +SKIP
     """
 
-    def __init__(self, net: Module, t0: float = 0.0, t1: float = 1.0, trace: str = "exact",
+    def __init__(self, net: Module, t0: float = 0.0, t1: float = 1.0, train_t1: bool = False,
+                 trace: str = "exact",
                  noise: str = "rademacher", method: str = "dopri5", rtol: float = 1e-5,
                  atol: float = 1e-5, adjoint: str = "backsolve", seminorm: bool = False,
                  error_norm: str = "batch", step_size=None, n_steps=None,
@@ -220,13 +225,34 @@ class CNF(Module):
             raise SymodeError(f"the flow needs t1 != t0, got t0 = t1 = {t0}")
         self.net = net
         self.children = (net,)
+        if train_t1 and not float(t1) > float(t0):
+            raise SymodeError(f"a trained flow length needs t1 > t0, got t0 = {t0}, t1 = {t1}")
         self.t0, self.t1 = float(t0), float(t1)
+        self.train_t1 = bool(train_t1)
         self.trace, self.noise = trace, noise
         self.rng = np.random.default_rng(seed)
         self.options = dict(method=method, rtol=rtol, atol=atol, step_size=step_size,
                             n_steps=n_steps, max_steps=max_steps, error_norm=error_norm)
         self.adjoint, self.seminorm = adjoint, seminorm
         self.nfe_forward = self.nfe_backward = 0
+
+    # -- parameters ----------------------------------------------------------------------------
+    def param_shapes(self):
+        return {"sqrt_t1": ()} if self.train_t1 else {}
+
+    def init_params(self, rng):
+        return {"sqrt_t1": np.sqrt(self.t1 - self.t0)} if self.train_t1 else {}
+
+    def _split(self, theta):
+        """``(t1, θ of the net)``: the end time, learned or fixed, and the net's parameters."""
+        theta = asarray(theta)
+        if theta.shape != (self.n_params,):
+            raise ShapeError(f"{self!r}: expected θ of shape ({self.n_params},), got "
+                             f"{theta.shape}")
+        net_theta = self.child_thetas(theta)[0]
+        if not self.train_t1:
+            return self.t1, net_theta
+        return self.t0 + float(theta[0]) ** 2, net_theta
 
     # -- pieces --------------------------------------------------------------------------------
     def dynamics(self, eps: NDArray | None = None) -> CNFDynamics:
@@ -260,8 +286,9 @@ class CNF(Module):
     # -- the module ----------------------------------------------------------------------------
     def forward(self, theta, x, t=0.0, eps=None):
         """``(log p(x), cache)``; ``t`` is unused (the flow has its own interval)."""
+        t1, net_theta = self._split(theta)
         s0, eps = self._start(x, eps)
-        sol, pullback = solve_vjp(self.dynamics(eps), s0, [self.t0, self.t1], params=theta,
+        sol, pullback = solve_vjp(self.dynamics(eps), s0, [self.t0, t1], params=net_theta,
                                   adjoint=self.adjoint, seminorm=self.seminorm, **self.options)
         self.nfe_forward = int(sol.stats.nfev[0])
         end = sol.y[-1]
@@ -281,8 +308,11 @@ class CNF(Module):
         cot[-1, :, -1] = -ybar
         g = cache.pullback(cot)
         self.nfe_backward = int(g.stats.nfev[0])
-        theta_bar = g.params if g.params is not None else xp.zeros(0)
-        return g.y0[:, :-1], array_module(theta_bar).asarray(theta_bar)
+        theta_bar = array_module(g.params).asarray(g.params)
+        if self.train_t1:
+            sqrt_t1 = asarray(theta)[:1]
+            theta_bar = xp.concatenate([2 * sqrt_t1 * g.t[-1], theta_bar])
+        return g.y0[:, :-1], theta_bar
 
     # -- without gradients ---------------------------------------------------------------------
     def log_prob(self, theta, x, eps=None) -> NDArray:
@@ -292,8 +322,9 @@ class CNF(Module):
 
     def transform(self, theta, x, eps=None) -> tuple[NDArray, NDArray]:
         """``(z(t1), Δ(t1))`` for data ``x`` (batch, dim): ``log p(x) = log N(z) - Δ``."""
+        t1, net_theta = self._split(theta)
         s0, eps = self._start(x, eps)
-        sol = solve(self.dynamics(eps), s0, [self.t0, self.t1], params=theta, **self.options)
+        sol = solve(self.dynamics(eps), s0, [self.t0, t1], params=net_theta, **self.options)
         self.nfe_forward = int(sol.stats.nfev[0])
         return sol.y[-1][:, :-1], sol.y[-1][:, -1]
 
@@ -320,13 +351,15 @@ class CNF(Module):
             if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
                 raise ShapeError(f"n must be a positive integer, got {n!r}")
             z = np.random.default_rng(rng).standard_normal((int(n), dim))
+        t1, net_theta = self._split(theta)
         s1, eps = self._start(z, None)
-        sol = solve(self.dynamics(eps), s1, [self.t1, self.t0], params=theta, **self.options)
+        sol = solve(self.dynamics(eps), s1, [t1, self.t0], params=net_theta, **self.options)
         x, delta = sol.y[-1][:, :-1], sol.y[-1][:, -1]
         return x, normal_log_prob(asarray(z)) + delta
 
     def __repr__(self) -> str:
-        return (f"CNF({self.net!r}, t=[{self.t0}, {self.t1}], trace={self.trace!r}, "
+        end = f"{self.t1} (trained)" if self.train_t1 else f"{self.t1}"
+        return (f"CNF({self.net!r}, t=[{self.t0}, {end}], trace={self.trace!r}, "
                 f"method={self.options['method']!r}, adjoint={self.adjoint!r})")
 
 

@@ -158,6 +158,10 @@ def test_errors_name_what_is_wrong(rng):
         CNF(net, noise="uniform")
     with pytest.raises(SymodeError, match="t1 != t0"):
         CNF(net, t0=1.0, t1=1.0)
+    with pytest.raises(SymodeError, match="needs t1 > t0"):
+        CNF(net, t0=1.0, t1=0.0, train_t1=True)
+    with pytest.raises(ShapeError, match="expected θ of shape"):
+        CNF(net, train_t1=True).log_prob(theta, np.zeros((3, 2)))
     with pytest.raises(SymodeError, match="activation must be one of"):
         concat_squash_mlp(2, activation="relu6")
     flow = CNF(net, trace="hutchinson")
@@ -175,3 +179,25 @@ def test_errors_name_what_is_wrong(rng):
     squash = CNF(nn.Linear(2, 3))
     with pytest.raises(ShapeError, match="needs dz/dt of the shape of z"):
         squash.log_prob(nn.Linear(2, 3).init(rng), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("adjoint", ["backsolve", "discrete"])
+def test_trained_flow_length_gets_its_gradient(adjoint, rng):
+    net = concat_squash_mlp(2, (8,))
+    flow = CNF(net, t1=0.4, train_t1=True, adjoint=adjoint, rtol=1e-10, atol=1e-10)
+    theta = flow.init(rng)
+    assert flow.named_views(theta)["sqrt_t1"] == pytest.approx(math.sqrt(0.4))
+    theta[1:] += 0.3 * rng.standard_normal(theta.size - 1)
+    x = rng.standard_normal((4, 2))
+    w = rng.standard_normal(4)
+    _, cache = flow.forward(theta, x)
+    _, theta_bar = flow.vjp(theta, cache, w)
+    h = 1e-5
+    for v in (np.eye(theta.size)[0], rng.standard_normal(theta.size)):
+        numeric = (w @ flow.log_prob(theta + h * v, x)
+                   - w @ flow.log_prob(theta - h * v, x)) / (2 * h)
+        assert theta_bar @ v == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+    # the learned length is the flow's: the same as a fixed flow of that length
+    fixed = CNF(net, t1=theta[0] ** 2)
+    np.testing.assert_allclose(fixed.log_prob(theta[1:], x), CNF(net, t1=0.1, train_t1=True)
+                               .log_prob(theta, x), rtol=1e-6)
