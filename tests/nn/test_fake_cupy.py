@@ -238,3 +238,22 @@ def test_conv_ode_block_keeps_cupy_arrays(fake_cupy, rng):
     theta_g = cp.asarray(theta)
     y_g, cache_g = block.forward(theta_g, cp.asarray(x))
     _check([y_g, block.vjp(theta_g, cache_g, cp.asarray(ybar))], cpu, cp, 1e-9)
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_cnf_keeps_cupy_arrays(fake_cupy, trace, rng):
+    """A flow's log-density and its gradients (second derivatives included) stay cupy."""
+    from symode.models import CNF, concat_squash_mlp
+
+    cp = fake_cupy
+    net = concat_squash_mlp(2, (4,))
+    flow = CNF(net, t1=0.5, train_t1=True, trace=trace, rtol=1e-6, atol=1e-6, seed=0)
+    theta = flow.init(rng)
+    x, ybar = rng.standard_normal((3, 2)), rng.standard_normal(3)
+    eps = flow.draw_eps(x.shape)
+    logp, cache = flow.forward(theta, x, eps=eps)
+    cpu = [logp, flow.vjp(theta, cache, ybar)]
+    theta_g = cp.asarray(theta)
+    eps_g = None if eps is None else cp.asarray(eps)
+    logp_g, cache_g = flow.forward(theta_g, cp.asarray(x), eps=eps_g)
+    _check([logp_g, flow.vjp(theta_g, cache_g, cp.asarray(ybar))], cpu, cp, 1e-9)
