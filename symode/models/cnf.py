@@ -22,6 +22,10 @@ Differentiating ``Δ`` needs second derivatives of the network: the gradient of
 (:mod:`symode.nn.module`). With that, :class:`CNFDynamics` is an ordinary Dynamics, and every
 solver and adjoint of :func:`symode.solve_vjp` trains a flow unchanged.
 
+Optionally the kinetic energy ``∫ ‖f‖² dt`` and the Jacobian's Frobenius norm
+``∫ ‖∂f/∂z‖²_F dt`` join the state as regularizers (Finlay et al. 2020); their gradients come
+from the same ``dual_vjp``.
+
 For a system written in sympy, :meth:`symode.ODE.with_log_density` appends the exact,
 derived divergence instead.
 """
@@ -69,9 +73,16 @@ def concat_squash_mlp(dim: int, hidden=(64, 64, 64), activation: str = "tanh") -
 
 
 class CNFDynamics:
-    """The augmented Dynamics ``d/dt [z, Δ] = [f, -tr ∂f/∂z]`` of a network ``f``.
+    """The augmented Dynamics ``d/dt [z, Δ] = [f, -tr ∂f/∂z]`` of a network ``f``, optionally
+    with the regularizers of Finlay et al. (2020) as two more states.
 
-    States have shape (batch, dim + 1), ``Δ`` last.
+    States have shape (batch, dim + 1), ``Δ`` last; with ``regularize`` (batch, dim + 3):
+    ``[z, Δ, K, F]`` with
+
+        dK/dt = ‖f‖²,    dF/dt = Σ_p ‖(∂f/∂z) p‖²,
+
+    the kinetic energy and the Frobenius norm of the Jacobian, exact with the exact trace's
+    basis probes and unbiased with a Hutchinson probe (``E‖Jε‖² = ‖J‖²_F``).
 
     Parameters
     ----------
@@ -81,6 +92,8 @@ class CNFDynamics:
     trace : {"exact", "hutchinson"}
     eps : ndarray, shape (batch, dim), optional
         The probe ``ε`` of the Hutchinson estimator, fixed for the solve (required for it).
+    regularize : bool
+        Carry ``K`` and ``F``.
 
     Attributes
     ----------
@@ -88,7 +101,8 @@ class CNFDynamics:
         Evaluations so far (``f`` and ``f_and_vjp`` count one each).
     """
 
-    def __init__(self, net: Module, trace: str = "exact", eps: NDArray | None = None):
+    def __init__(self, net: Module, trace: str = "exact", eps: NDArray | None = None,
+                 regularize: bool = False):
         if not isinstance(net, Module):
             raise TypeError(f"CNFDynamics needs a symode.nn Module, got {type(net).__name__}")
         if trace not in TRACES:
@@ -96,6 +110,7 @@ class CNFDynamics:
         if trace == "hutchinson" and eps is None:
             raise SymodeError("the Hutchinson trace needs its probe eps of shape (batch, dim)")
         self.net, self.trace, self.eps = net, trace, eps
+        self.extra = 3 if regularize else 1          # states after z
         self.nfev = 0
 
     def _probes(self, z: NDArray) -> list[NDArray]:
@@ -113,50 +128,65 @@ class CNFDynamics:
             probes.append(e)
         return probes
 
-    def _forward(self, t, s, theta):
+    def _evaluate(self, t, s, theta):
+        """``(z, f, cache of the net, probes, their tangents (∂f/∂z)p, F)``."""
         s = asarray(s)
-        z = s[:, :-1]
+        z = s[:, :-self.extra]
         y, cache = self.net.forward(theta, z, float(t))
         if y.shape != z.shape:
             raise ShapeError(f"{self.net!r} maps z of shape {z.shape} to {y.shape}; a flow "
                              f"needs dz/dt of the shape of z")
-        return z, y, cache
+        probes = self._probes(z)
+        tangents = [self.net.jvp(theta, cache, p) for p in probes]
+        rates = [-sum((p * jp).sum(axis=1) for p, jp in zip(probes, tangents))]
+        if self.extra == 3:
+            rates += [(y * y).sum(axis=1), sum((jp * jp).sum(axis=1) for jp in tangents)]
+        xp = array_module(y)
+        return z, y, cache, probes, tangents, xp.concatenate([y, xp.stack(rates, axis=1)], axis=1)
 
     def f(self, t, s, theta):
-        """``[f, -tr ∂f/∂z]``, shape (batch, dim + 1)."""
+        """``[f, -tr ∂f/∂z]`` (and ``‖f‖², Σ_p ‖(∂f/∂z)p‖²``), shape (batch, dim + extra)."""
         self.nfev += 1
-        z, y, cache = self._forward(t, s, theta)
-        trace = sum((p * self.net.jvp(theta, cache, p)).sum(axis=1) for p in self._probes(z))
-        return array_module(y).concatenate([y, -trace[:, None]], axis=1)
+        return self._evaluate(t, s, theta)[-1]
 
     def vjp(self, t, s, theta, a):
         _, a_s, a_theta, a_t = self.f_and_vjp(t, s, theta, a)
         return a_s, a_theta, a_t
 
     def f_and_vjp(self, t, s, theta, a):
-        """``f`` and ``(a·∂F/∂s, a·∂F/∂θ, a·∂F/∂t)`` of the augmented ``F``, one forward pass.
+        """``F`` and ``(a·∂F/∂s, a·∂F/∂θ, a·∂F/∂t)`` of the augmented ``F``, one forward pass.
 
-        With ``a = [a_z, a_Δ]``: ``a·F = a_z·f - a_Δ Σ_p pᵀ(∂f/∂z)p``, whose gradients are the
-        network's ``dual_vjp`` with ``ȳ = a_z`` and ``ẏ̄ = -a_Δ p`` for each probe ``p``.
+        With ``a = [a_z, a_Δ, a_K, a_F]``:
+
+            a·F = a_z·f - a_Δ Σ_p pᵀ(∂f/∂z)p + a_K ‖f‖² + a_F Σ_p ‖(∂f/∂z)p‖²,
+
+        whose gradients are the network's ``dual_vjp`` with ``ȳ = a_z + 2 a_K f`` and
+        ``ẏ̄ = -a_Δ p + 2 a_F (∂f/∂z)p`` for each probe ``p``.
         """
         self.nfev += 1
-        z, y, cache = self._forward(t, s, theta)
+        z, y, cache, probes, tangents, F = self._evaluate(t, s, theta)
         a = asarray(a)
-        a_z, a_delta = a[:, :-1], a[:, -1:]
-        xp = array_module(y)
-        trace = xp.zeros(z.shape[0], dtype=y.dtype)
+        D = z.shape[1]
+        a_z, a_delta = a[:, :D], a[:, D:D + 1]
+        ybar = a_z
+        if self.extra == 3:
+            ybar = a_z + 2 * a[:, D + 1:D + 2] * y
         a_zsum, a_theta, a_t = 0.0, 0.0, 0.0
-        for k, p in enumerate(self._probes(z)):
-            xbar, _, thetabar, tbar = self.net.dual_vjp(theta, cache, p, a_z if k == 0 else None,
-                                                        -a_delta * p)
+        for k, (p, jp) in enumerate(zip(probes, tangents)):
+            ydotbar = -a_delta * p
+            if self.extra == 3:
+                ydotbar = ydotbar + 2 * a[:, D + 2:D + 3] * jp
+            xbar, _, thetabar, tbar = self.net.dual_vjp(theta, cache, p,
+                                                        ybar if k == 0 else None, ydotbar)
             a_zsum, a_theta, a_t = a_zsum + xbar, a_theta + thetabar, a_t + tbar
-            trace += (p * self.net.jvp(theta, cache, p)).sum(axis=1)
-        f = xp.concatenate([y, -trace[:, None]], axis=1)
-        a_s = xp.concatenate([a_zsum, xp.zeros_like(a_delta)], axis=1)   # F does not depend on Δ
-        return f, a_s, a_theta, a_t
+        xp = array_module(y)
+        # F depends on z alone among the states, not on Δ, K or F
+        a_s = xp.concatenate([a_zsum, xp.zeros_like(a[:, D:])], axis=1)
+        return F, a_s, a_theta, a_t
 
     def __repr__(self) -> str:
-        return f"CNFDynamics({self.net!r}, trace={self.trace!r})"
+        extra = ", regularize=True" if self.extra == 3 else ""
+        return f"CNFDynamics({self.net!r}, trace={self.trace!r}{extra})"
 
 
 class _FlowCache(NamedTuple):
@@ -194,11 +224,21 @@ class CNF(Module):
         ``"batch"`` (default, as in FFJORD's code): the minibatch is one state.
     seed : int or numpy Generator, optional
         Source of the Hutchinson probes.
+    kinetic, jacobian : float
+        Weights ``λ_K``, ``λ_J`` of the regularizers of Finlay et al. (2020), "How to train your
+        neural ODE": ``K = ∫ ‖f‖² dt`` and ``F = ∫ ‖∂f/∂z‖²_F dt`` along each trajectory
+        (see :class:`CNFDynamics`). When either is positive, ``forward`` returns the
+        regularized objective ``log p(x) - λ_K K - λ_J F`` (and ``vjp`` its gradient): flows
+        with straighter, smoother paths, which the solver crosses in fewer steps.
+        :meth:`log_prob` stays the plain log-density.
 
     Attributes
     ----------
     nfe_forward, nfe_backward : int
         Function evaluations of the last forward and backward pass.
+    last_terms : dict
+        ``log_p``, ``kinetic`` and ``jacobian`` (each (batch,)) of the last ``forward`` (the
+        last two only when regularizing).
 
     Examples
     --------
@@ -213,7 +253,8 @@ class CNF(Module):
                  noise: str = "rademacher", method: str = "dopri5", rtol: float = 1e-5,
                  atol: float = 1e-5, adjoint: str = "backsolve", seminorm: bool = False,
                  error_norm: str = "batch", step_size=None, n_steps=None,
-                 max_steps: int = 10_000, seed=None):
+                 max_steps: int = 10_000, seed=None, kinetic: float = 0.0,
+                 jacobian: float = 0.0):
         if not isinstance(net, Module):
             raise TypeError(f"CNF needs a symode.nn Module as its dynamics, got "
                             f"{type(net).__name__}")
@@ -234,7 +275,12 @@ class CNF(Module):
         self.options = dict(method=method, rtol=rtol, atol=atol, step_size=step_size,
                             n_steps=n_steps, max_steps=max_steps, error_norm=error_norm)
         self.adjoint, self.seminorm = adjoint, seminorm
+        for name, weight in (("kinetic", kinetic), ("jacobian", jacobian)):
+            if not (math.isfinite(weight) and weight >= 0):
+                raise SymodeError(f"the {name} weight must be a number >= 0, got {weight!r}")
+        self.weights = (float(kinetic), float(jacobian))
         self.nfe_forward = self.nfe_backward = 0
+        self.last_terms: dict = {}
 
     # -- parameters ----------------------------------------------------------------------------
     def param_shapes(self):
@@ -255,9 +301,13 @@ class CNF(Module):
         return self.t0 + float(theta[0]) ** 2, net_theta
 
     # -- pieces --------------------------------------------------------------------------------
-    def dynamics(self, eps: NDArray | None = None) -> CNFDynamics:
+    @property
+    def regularized(self) -> bool:
+        return any(w > 0 for w in self.weights)
+
+    def dynamics(self, eps: NDArray | None = None, regularize: bool = False) -> CNFDynamics:
         """The augmented dynamics, with the Hutchinson probe ``eps`` where it needs one."""
-        return CNFDynamics(self.net, self.trace, eps)
+        return CNFDynamics(self.net, self.trace, eps, regularize)
 
     def draw_eps(self, shape: tuple[int, int], like=None) -> NDArray | None:
         """A Hutchinson probe of ``shape`` from :attr:`rng` (None for the exact trace)."""
@@ -267,7 +317,9 @@ class CNF(Module):
                else self.rng.choice([-1.0, 1.0], size=shape))
         return eps if like is None else array_module(like).asarray(eps, dtype=like.dtype)
 
-    def _start(self, x, eps):
+    def _start(self, x, eps, extra=1):
+        """The initial augmented state ``[x, 0 …]`` with ``extra`` zero columns, and the
+        probe."""
         x = asarray(x)
         if x.ndim != 2:
             raise ShapeError(f"{self!r}: expected x of shape (batch, dim), got {x.shape}")
@@ -281,38 +333,52 @@ class CNF(Module):
                 raise ShapeError(f"{self!r}: eps must have the shape of x {x.shape}, got "
                                  f"{eps.shape}")
         xp = array_module(x)
-        return xp.concatenate([x, xp.zeros_like(x[:, :1])], axis=1), eps
+        return xp.concatenate([x, xp.zeros((x.shape[0], extra), dtype=x.dtype)], axis=1), eps
 
     # -- the module ----------------------------------------------------------------------------
     def forward(self, theta, x, t=0.0, eps=None):
-        """``(log p(x), cache)``; ``t`` is unused (the flow has its own interval)."""
+        """``(log p(x), cache)``, or ``(log p(x) - λ_K K - λ_J F, cache)`` when regularizing;
+        ``t`` is unused (the flow has its own interval)."""
         t1, net_theta = self._split(theta)
-        s0, eps = self._start(x, eps)
-        sol, pullback = solve_vjp(self.dynamics(eps), s0, [self.t0, t1], params=net_theta,
-                                  adjoint=self.adjoint, seminorm=self.seminorm, **self.options)
+        extra = 3 if self.regularized else 1
+        s0, eps = self._start(x, eps, extra)
+        sol, pullback = solve_vjp(self.dynamics(eps, self.regularized), s0, [self.t0, t1],
+                                  params=net_theta, adjoint=self.adjoint, seminorm=self.seminorm,
+                                  **self.options)
         self.nfe_forward = int(sol.stats.nfev[0])
         end = sol.y[-1]
-        z, delta = end[:, :-1], end[:, -1]
-        return normal_log_prob(z) - delta, _FlowCache(pullback, sol.y.shape, z)
+        z = end[:, :-extra]
+        log_p = normal_log_prob(z) - end[:, -extra]
+        self.last_terms = {"log_p": log_p}
+        y = log_p
+        if self.regularized:
+            kinetic, jacobian = end[:, -2], end[:, -1]
+            self.last_terms.update(kinetic=kinetic, jacobian=jacobian)
+            y = log_p - self.weights[0] * kinetic - self.weights[1] * jacobian
+        return y, _FlowCache(pullback, sol.y.shape, z)
 
     def vjp(self, theta, cache, ybar):
-        """``(x̄, θ̄)`` for ``ȳ`` = dL/dlog p of shape (batch,): the cotangent of the end state
-        is ``[-ȳ z(t1), -ȳ]``."""
+        """``(x̄, θ̄)`` for ``ȳ`` = dL/dy of shape (batch,): the cotangent of the end state
+        ``[z, Δ (, K, F)]`` is ``[-ȳ z(t1), -ȳ (, -λ_K ȳ, -λ_J ȳ)]``."""
         ybar = asarray(ybar)
         if ybar.shape != cache.z.shape[:1]:
             raise ShapeError(f"{self!r}: expected ȳ of shape {cache.z.shape[:1]}, got "
                              f"{ybar.shape}")
         xp = array_module(ybar)
         cot = xp.zeros(cache.shape, dtype=np.result_type(ybar.dtype, cache.z.dtype))
-        cot[-1, :, :-1] = -ybar[:, None] * cache.z
-        cot[-1, :, -1] = -ybar
+        D = cache.z.shape[1]
+        cot[-1, :, :D] = -ybar[:, None] * cache.z
+        cot[-1, :, D] = -ybar
+        if self.regularized:
+            cot[-1, :, D + 1] = -self.weights[0] * ybar
+            cot[-1, :, D + 2] = -self.weights[1] * ybar
         g = cache.pullback(cot)
         self.nfe_backward = int(g.stats.nfev[0])
         theta_bar = array_module(g.params).asarray(g.params)
         if self.train_t1:
             sqrt_t1 = asarray(theta)[:1]
             theta_bar = xp.concatenate([2 * sqrt_t1 * g.t[-1], theta_bar])
-        return g.y0[:, :-1], theta_bar
+        return g.y0[:, :D], theta_bar
 
     # -- without gradients ---------------------------------------------------------------------
     def log_prob(self, theta, x, eps=None) -> NDArray:

@@ -158,6 +158,8 @@ def test_errors_name_what_is_wrong(rng):
         CNF(net, noise="uniform")
     with pytest.raises(SymodeError, match="t1 != t0"):
         CNF(net, t0=1.0, t1=1.0)
+    with pytest.raises(SymodeError, match="kinetic weight must be a number >= 0"):
+        CNF(net, kinetic=-1.0)
     with pytest.raises(SymodeError, match="needs t1 > t0"):
         CNF(net, t0=1.0, t1=0.0, train_t1=True)
     with pytest.raises(ShapeError, match="expected θ of shape"):
@@ -201,3 +203,48 @@ def test_trained_flow_length_gets_its_gradient(adjoint, rng):
     fixed = CNF(net, t1=theta[0] ** 2)
     np.testing.assert_allclose(fixed.log_prob(theta[1:], x), CNF(net, t1=0.1, train_t1=True)
                                .log_prob(theta, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_regularizers_of_a_linear_flow(trace, rng):
+    """dz/dt = W z: K = ∫ ‖W e^{tW} x‖² dt (by quadrature), F = t1 ‖W‖²_F for the exact trace's
+    basis probes and t1 ‖W ε‖² for a probe ε."""
+    from scipy.integrate import quad
+
+    flow, theta, W = _linear_flow(rng, trace=trace, kinetic=0.3, jacobian=0.2, seed=2)
+    x = rng.standard_normal((3, 2))
+    eps = flow.draw_eps(x.shape)
+    y, _ = flow.forward(theta, x, eps=eps)
+    terms = flow.last_terms
+    kinetic = [quad(lambda t: np.sum((W @ sl.expm(t * W) @ xi) ** 2), 0, 0.7,
+                    epsabs=1e-13, epsrel=1e-12)[0] for xi in x]
+    frob = (np.sum(W**2) if trace == "exact" else np.sum((eps @ W.T) ** 2, axis=1)) * 0.7
+    np.testing.assert_allclose(terms["kinetic"], kinetic, rtol=1e-8)
+    np.testing.assert_allclose(terms["jacobian"], frob * np.ones(3), rtol=1e-8)
+    np.testing.assert_allclose(terms["log_p"], flow.log_prob(theta, x, eps), rtol=1e-9)
+    np.testing.assert_allclose(y, terms["log_p"] - 0.3 * terms["kinetic"]
+                               - 0.2 * terms["jacobian"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("adjoint", ["backsolve", "discrete"])
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_regularized_gradients_match_central_differences(trace, adjoint, rng):
+    net = concat_squash_mlp(2, (8, 8), activation="softplus")
+    flow = CNF(net, t1=0.5, train_t1=True, trace=trace, adjoint=adjoint, rtol=1e-10,
+               atol=1e-10, seed=4, kinetic=0.5, jacobian=0.7)
+    theta = flow.init(rng)
+    x = rng.standard_normal((4, 2))
+    eps = flow.draw_eps(x.shape)
+    _, cache = flow.forward(theta, x, eps=eps)
+    w = rng.standard_normal(4)
+    x_bar, theta_bar = flow.vjp(theta, cache, w)
+
+    def objective(th, xx):
+        return w @ flow.forward(th, xx, eps=eps)[0]
+
+    h = 1e-5
+    for at, grad, fun in ((theta, theta_bar, lambda th: objective(th, x)),
+                          (x, x_bar, lambda xx: objective(theta, xx))):
+        v = rng.standard_normal(at.shape)
+        numeric = (fun(at + h * v) - fun(at - h * v)) / (2 * h)
+        assert np.vdot(grad, v) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
