@@ -54,9 +54,10 @@ def check_module(module, x, rng, t=0.3, jvp=True, rtol=1e-6, atol=1e-9):
 def check_second_derivatives(module, x, rng, t=0.3, rtol=1e-6, atol=1e-9):
     """``vjp_jvp`` and ``dual_vjp`` against differences of ``S = ȳ·y + ẏ̄·(∂y/∂x)ẋ``.
 
-    ``vjp_jvp(ȳ, ẋ)`` is the gradient of ``ȳ·(∂y/∂x)ẋ`` in (x, θ, t); ``dual_vjp`` is the
-    gradient of ``S`` in (x, ẋ, θ, t). Each is checked along random directions, the tangent
-    ``(∂y/∂x)ẋ`` being the module's own ``jvp`` (itself checked by :func:`check_module`).
+    ``vjp_jvp(ȳ, ẋ)`` is the gradient of ``ȳ·(∂y/∂x)ẋ`` in (x, θ, t); ``dual_vjp``, given the
+    record of ``jvp_record(ẋ)``, is the gradient of ``S`` in (x, ẋ, θ, t). Each is checked
+    along random directions, the tangent ``(∂y/∂x)ẋ`` being the module's own ``jvp`` (itself
+    checked by :func:`check_module`).
     """
     theta = module.init(rng) + 0.1 * rng.standard_normal(module.n_params)
     y, cache = module.forward(theta, x, t)
@@ -72,7 +73,9 @@ def check_second_derivatives(module, x, rng, t=0.3, rtol=1e-6, atol=1e-9):
         return np.vdot(ybar, module(th, xx, tt)) + np.vdot(ydotbar, tangent(xx, th, tt, xd))
 
     got = module.vjp_jvp(theta, cache, ydotbar, xdot)
-    dual = module.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+    ydot, record = module.jvp_record(theta, cache, xdot)
+    np.testing.assert_allclose(ydot, module.jvp(theta, cache, xdot), rtol=1e-13, atol=1e-15)
+    dual = module.dual_vjp(theta, cache, record, ybar, ydotbar)
     checks = [  # (S as a function of one argument, its claimed gradient, the point)
         (lambda a: s_second(a, theta, t), got[0], x),
         (lambda a: s_second(x, a, t), got[1], theta),

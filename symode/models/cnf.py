@@ -129,7 +129,8 @@ class CNFDynamics:
         return probes
 
     def _evaluate(self, t, s, theta):
-        """``(z, f, cache of the net, probes, their tangents (∂f/∂z)p, F)``."""
+        """``(z, f, cache of the net, probes, their tangents (∂f/∂z)p, the tangents' records
+        for dual_vjp, F)``."""
         s = asarray(s)
         z = s[:, :-self.extra]
         y, cache = self.net.forward(theta, z, float(t))
@@ -137,12 +138,13 @@ class CNFDynamics:
             raise ShapeError(f"{self.net!r} maps z of shape {z.shape} to {y.shape}; a flow "
                              f"needs dz/dt of the shape of z")
         probes = self._probes(z)
-        tangents = [self.net.jvp(theta, cache, p) for p in probes]
+        tangents, records = zip(*(self.net.jvp_record(theta, cache, p) for p in probes))
         rates = [-sum((p * jp).sum(axis=1) for p, jp in zip(probes, tangents))]
         if self.extra == 3:
             rates += [(y * y).sum(axis=1), sum((jp * jp).sum(axis=1) for jp in tangents)]
         xp = array_module(y)
-        return z, y, cache, probes, tangents, xp.concatenate([y, xp.stack(rates, axis=1)], axis=1)
+        F = xp.concatenate([y, xp.stack(rates, axis=1)], axis=1)
+        return z, y, cache, probes, tangents, records, F
 
     def f(self, t, s, theta):
         """``[f, -tr ∂f/∂z]`` (and ``‖f‖², Σ_p ‖(∂f/∂z)p‖²``), shape (batch, dim + extra)."""
@@ -164,7 +166,7 @@ class CNFDynamics:
         ``ẏ̄ = -a_Δ p + 2 a_F (∂f/∂z)p`` for each probe ``p``.
         """
         self.nfev += 1
-        z, y, cache, probes, tangents, F = self._evaluate(t, s, theta)
+        z, y, cache, probes, tangents, records, F = self._evaluate(t, s, theta)
         a = asarray(a)
         D = z.shape[1]
         a_z, a_delta = a[:, :D], a[:, D:D + 1]
@@ -172,11 +174,11 @@ class CNFDynamics:
         if self.extra == 3:
             ybar = a_z + 2 * a[:, D + 1:D + 2] * y
         a_zsum, a_theta, a_t = 0.0, 0.0, 0.0
-        for k, (p, jp) in enumerate(zip(probes, tangents)):
+        for k, (p, jp, rec) in enumerate(zip(probes, tangents, records)):
             ydotbar = -a_delta * p
             if self.extra == 3:
                 ydotbar = ydotbar + 2 * a[:, D + 2:D + 3] * jp
-            xbar, _, thetabar, tbar = self.net.dual_vjp(theta, cache, p,
+            xbar, _, thetabar, tbar = self.net.dual_vjp(theta, cache, rec,
                                                         ybar if k == 0 else None, ydotbar)
             a_zsum, a_theta, a_t = a_zsum + xbar, a_theta + thetabar, a_t + tbar
         xp = array_module(y)

@@ -404,8 +404,12 @@ class Residual(Module):
     def vjp_jvp(self, theta, cache, ybar, xdot):
         return self.inner.vjp_jvp(theta, cache, ybar, xdot)
 
-    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
-        xbar, xdotbar, thetabar, tbar = self.inner.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+    def jvp_record(self, theta, cache, xdot):
+        ydot, record = self.inner.jvp_record(theta, cache, xdot)
+        return xdot + ydot, record
+
+    def dual_vjp(self, theta, cache, record, ybar, ydotbar):
+        xbar, xdotbar, thetabar, tbar = self.inner.dual_vjp(theta, cache, record, ybar, ydotbar)
         return (xbar if ybar is None else xbar + ybar), xdotbar + ydotbar, thetabar, tbar
 
     def __repr__(self) -> str:

@@ -12,8 +12,11 @@ derivatives are explicit:
 * ``vjp_jvp(θ, cache, ȳ, ẋ) -> (x̄, θ̄, t̄)``: the derivative of ``vjp_t`` along ``ẋ`` with ``ȳ``
   held, that is the gradient of ``ȳ·(∂y/∂x)ẋ`` with respect to ``x``, ``θ`` and ``t`` (second
   derivatives, which continuous normalizing flows need to differentiate a trace);
-* ``dual_vjp(θ, cache, ẋ, ȳ, ẏ̄) -> (x̄, ẋ̄, θ̄, t̄)``: the reverse pass of the pair map
-  ``(x, ẋ) ↦ (y, ẏ = (∂y/∂x)ẋ)`` for cotangents ``ȳ`` (or None for zero) and ``ẏ̄``.
+* ``jvp_record(θ, cache, ẋ) -> (ẏ, record)``: the tangent ``ẏ = (∂y/∂x)ẋ`` and what
+  ``dual_vjp`` needs of its pass (``ẋ`` itself for a layer; every child's tangent for a
+  container, so that the reverse pass does not recompute them);
+* ``dual_vjp(θ, cache, record, ȳ, ẏ̄) -> (x̄, ẋ̄, θ̄, t̄)``: the reverse pass of the pair map
+  ``(x, ẋ) ↦ (y, ẏ)`` for cotangents ``ȳ`` (or None for zero) and ``ẏ̄``.
 
 A layer implements ``vjp`` or, if it uses the time, ``vjp_t``; the base class derives the
 other. A layer with second derivatives implements ``vjp_jvp``; the base class builds
@@ -142,7 +145,11 @@ class Module:
             f"{type(self).__name__} has no second derivatives (vjp_jvp); dense layers, "
             f"activations, Sequential and Residual have them")
 
+    def jvp_record(self, theta, cache, xdot):
+        return self.jvp(theta, cache, xdot), xdot
+
     def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        # a layer's record is its input tangent ẋ
         xdotbar = self.vjp_t(theta, cache, ydotbar)[0]
         xbar, thetabar, tbar = self.vjp_jvp(theta, cache, ydotbar, xdot)
         if ybar is not None:
@@ -222,23 +229,29 @@ class Sequential(Module):
         return xdot
 
     def vjp_jvp(self, theta, cache, ybar, xdot):
-        xbar, _, thetabar, tbar = self.dual_vjp(theta, cache, xdot, None, ybar)
+        record = self.jvp_record(theta, cache, xdot)[1]
+        xbar, _, thetabar, tbar = self.dual_vjp(theta, cache, record, None, ybar)
         return xbar, thetabar, tbar
 
-    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
-        """Tangents forward through the children (kept per child), then the children's
-        ``dual_vjp`` in reverse."""
+    def jvp_record(self, theta, cache, xdot):
+        """The tangent through the children, keeping each child's record (per run and batch
+        slice)."""
         thetas = self.child_thetas(theta)
-        tangents = []
+        record = []
         for (a, b, _), c in zip(self._runs, cache):
             layers, ths = self.children[a:b], thetas[a:b]
             parts = _each_slice(c, xdot, lambda cc, xd: _tangents_run(layers, ths, cc, xd))
-            tangents.append([p[0] for p in parts])
+            record.append([p[0] for p in parts])
             xdot = _join([p[1] for p in parts])
+        return xdot, record
+
+    def dual_vjp(self, theta, cache, record, ybar, ydotbar):
+        """The children's ``dual_vjp`` in reverse, each with its record."""
+        thetas = self.child_thetas(theta)
         xp = array_module(theta, ydotbar)
         thetabar = xp.zeros_like(theta, dtype=np.result_type(theta.dtype, ydotbar.dtype))
         tbar = 0.0
-        for (a, b, _), c, tans in zip(reversed(self._runs), reversed(cache), reversed(tangents)):
+        for (a, b, _), c, tans in zip(reversed(self._runs), reversed(cache), reversed(record)):
             layers, ths = self.children[a:b], thetas[a:b]
 
             def run(k, cc, s, layers=layers, ths=ths, tans=tans):
@@ -312,20 +325,20 @@ def _jvp_run(layers, thetas, caches, xdot, thetadots):
 
 
 def _tangents_run(layers, thetas, caches, xdot):
-    """``(input tangent of every layer, output tangent)`` of a run (no parameter tangent)."""
-    xdots = []
+    """``(record of every layer, output tangent)`` of a run (no parameter tangent)."""
+    records = []
     for layer, th, c in zip(layers, thetas, caches):
-        xdots.append(xdot)
-        xdot = layer.jvp(th, c, xdot)
-    return xdots, xdot
+        xdot, rec = layer.jvp_record(th, c, xdot)
+        records.append(rec)
+    return records, xdot
 
 
-def _dual_run(layers, thetas, caches, xdots, ybar, ydotbar):
+def _dual_run(layers, thetas, caches, records, ybar, ydotbar):
     """``(x̄, ẋ̄, θ̄ of the run, t̄)``: the layers' ``dual_vjp`` in reverse."""
     parts, tbar = [], 0.0
-    for layer, th, c, xd in zip(reversed(layers), reversed(thetas), reversed(caches),
-                                reversed(xdots)):
-        ybar, ydotbar, g, tb = layer.dual_vjp(th, c, xd, ybar, ydotbar)
+    for layer, th, c, rec in zip(reversed(layers), reversed(thetas), reversed(caches),
+                                 reversed(records)):
+        ybar, ydotbar, g, tb = layer.dual_vjp(th, c, rec, ybar, ydotbar)
         parts.append(asarray(g).ravel())
         tbar += tb
     return ybar, ydotbar, array_module(ydotbar).concatenate(parts[::-1]), tbar

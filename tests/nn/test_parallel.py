@@ -190,7 +190,8 @@ def test_sliced_second_derivatives_match_the_whole_batch(split_everything):
 
     def dual():
         _, cache = net.forward(theta, x, 0.4)
-        return cache, net.dual_vjp(theta, cache, xdot, ybar, ydotbar)
+        record = net.jvp_record(theta, cache, xdot)[1]
+        return cache, net.dual_vjp(theta, cache, record, ybar, ydotbar)
 
     cache, got = dual()
     assert [type(c) for c in cache] == [_Sliced, list, _Sliced]
