@@ -313,6 +313,16 @@ class LatentODE(Module):
         ELBOResult
             ``loss``, ``grad`` (shape (n_params,)), the two terms and the solver's work.
         """
+        return self._elbo(theta, obs, times, eps, grad=True)
+
+    def loss(self, theta: ArrayLike, obs: ArrayLike, times: ArrayLike,
+             eps: np.random.Generator | ArrayLike) -> float:
+        """The negative ELBO alone, by a plain solve (no pullback); for the same ``ε`` it is
+        the ``loss`` of :meth:`loss_and_grad`."""
+        return self._elbo(theta, obs, times, eps, grad=False).loss
+
+    def _elbo(self, theta, obs, times, eps, grad: bool) -> ELBOResult:
+        """The negative ELBO, and with ``grad`` its gradient (else ``grad`` is None)."""
         theta = self._theta(theta)
         obs, times = self._check_data(obs, times)
         batch, n_obs = times.shape
@@ -323,14 +333,20 @@ class LatentODE(Module):
         eps = self._noise(eps, mu.shape)
         std = np.exp(0.5 * logvar)
         grid, pos = _union_grid(times)
-        sol, pullback = solve_vjp(self.dynamics, mu + std * eps, grid, params=th_dyn,
-                                  **self.solver)
+        if grad:
+            sol, pullback = solve_vjp(self.dynamics, mu + std * eps, grid, params=th_dyn,
+                                      **self.solver)
+        else:
+            sol = solve(self.dynamics, mu + std * eps, grid, params=th_dyn,
+                        **self._forward_options)
         rows = np.arange(batch)[:, None]
         z_obs = sol.y[pos, rows]                                       # (batch, n_obs, L)
         x_hat, dec_cache = self.decoder.forward(th_dec, z_obs.reshape(-1, L))
         nll, (dx_hat, _) = gaussian_nll(obs, x_hat.reshape(obs.shape),
                                         2.0 * math.log(self.obs_std))
         kl, (dmu, dlogvar, _, _) = kl_diag_gaussians(mu, logvar)
+        if not grad:
+            return ELBOResult(nll + kl, None, nll, kl, int(sol.stats.nfev[0]), 0)
         z_bar, dec_bar = self.decoder.vjp(th_dec, dec_cache, dx_hat.reshape(-1, self.obs_dim))
         cot = np.zeros_like(sol.y)                                     # (T, batch, L)
         np.add.at(cot, (pos, rows), z_bar.reshape(batch, n_obs, L))
@@ -341,22 +357,6 @@ class LatentODE(Module):
         grad = np.concatenate([enc_bar, np.asarray(g.params, dtype=theta.dtype), dec_bar])
         return ELBOResult(nll + kl, grad, nll, kl, int(sol.stats.nfev[0]),
                           int(g.stats.nfev[0]))
-
-    def loss(self, theta: ArrayLike, obs: ArrayLike, times: ArrayLike,
-             eps: np.random.Generator | ArrayLike) -> float:
-        """The negative ELBO alone, by a plain solve (no pullback); for the same ``ε`` it is
-        the ``loss`` of :meth:`loss_and_grad`."""
-        theta = self._theta(theta)
-        obs, times = self._check_data(obs, times)
-        th_enc, th_dyn, th_dec = self.child_thetas(theta)
-        out = self.encoder(th_enc, self._encoder_input(obs, times))
-        mu, logvar = out[:, :self.latent_dim], out[:, self.latent_dim:]
-        z0 = mu + np.exp(0.5 * logvar) * self._noise(eps, mu.shape)
-        grid, pos = _union_grid(times)
-        z = solve(self.dynamics, z0, grid, params=th_dyn, **self._forward_options).y
-        x_hat = self.decoder(th_dec, z[pos, np.arange(len(z0))[:, None]].reshape(-1, z.shape[2]))
-        nll = gaussian_nll(obs, x_hat.reshape(obs.shape), 2.0 * math.log(self.obs_std))[0]
-        return nll + kl_diag_gaussians(mu, logvar)[0]
 
     # -- helpers -------------------------------------------------------------------------------
     @property
