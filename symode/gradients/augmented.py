@@ -153,15 +153,17 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
     state = xp.concatenate([z0.ravel(), xp.ravel(jumps[0]),
                             xp.zeros(n_theta, dtype=z0.dtype)])[None, :]
     nfev = nacc = nrej = 0
+    h = None   # each segment starts with the step the last one ended on, not a fresh guess
     for k in range(1, len(nodes)):
         if nodes[k] != nodes[k - 1]:
             res = integrate_arrays(fun, tab, state, np.array([[nodes[k - 1], nodes[k]]]),
-                                   rtol, atol, max_steps=max_steps, step_size=step_size,
-                                   norm_dims=2 * n if seminorm else None,
+                                   rtol, atol, h_first=h, step_size=step_size,
+                                   max_steps=max_steps, norm_dims=2 * n if seminorm else None,
                                    controller=controller or PIController())
             raise_for_status(res.status, res.fail, np.array([[nodes[-1], nodes[0]]]), tab,
                              rtol, atol, max_steps)
             state = res.y[-1].copy()
+            h = res.h_next or None
             nfev, nacc, nrej = nfev + res.nfev, nacc + res.naccept, nrej + res.nreject
         state[0, :n] = xp.ravel(resets[k])
         state[0, n:2 * n] += xp.ravel(jumps[k])

@@ -43,6 +43,7 @@ class ArrayResult:
     nreject: int
     status: np.ndarray   # (batch,) engine status codes
     fail: np.ndarray     # (batch, 3): t, h and error ratio where a trajectory failed
+    h_next: float = 0.0  # the step the controller proposes after the end (adaptive methods)
 
 
 def _row_norm(x: np.ndarray) -> np.ndarray:
@@ -408,7 +409,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
         last = direction * (t + h - t_end) >= 0 or (
             not tab.adaptive and abs(t + h - t_end) <= 1e-9 * abs(h))
         if last:
-            h = t_end - t
+            h_free, h = h, t_end - t
         ks, y_new = st.step(t, y, k0, h)
         if tab.adaptive:
             ratios = st.error_ratio(h, ks, y, y_new, rtol, atol, norm_dims, whole_batch)
@@ -457,7 +458,10 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
                 status[worst] = UNDERFLOW
                 fail[worst] = (t, h, ratios[worst])
                 break
-    return ArrayResult(out, st.nfev, nacc, nrej, status, fail)
+    # a step cut short to land on t_end says little about the next one: propose the step the
+    # controller had chosen before the cut, when that is the larger
+    h_next = abs(h) if not tab.adaptive or nxt.min() < T else max(abs(h), abs(h_free))
+    return ArrayResult(out, st.nfev, nacc, nrej, status, fail, h_next)
 
 
 def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction=1.0):

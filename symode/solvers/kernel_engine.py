@@ -503,6 +503,8 @@ class _Emitter:
         q = self.tab.error_order
         w(f"log_prev = {_f(math.log(ERR_PREV_FLOOR))}")
         w("after_reject = False")
+        if not dense:
+            w("h_free = h")
         w("while j < T:" if dense else "while t != t_end:")
         w.indent()
         w("if nacc + nrej >= max_steps:")
@@ -511,6 +513,8 @@ class _Emitter:
         w.dedent()
         w("last = direction*(t + h - t_end) >= 0.0")
         w("if last:")
+        if not dense:   # the next segment starts from the step chosen before the cut
+            w("    h_free = h")
         w("    h = t_end - t")
         self.all_stages()
         self._error_ratio()
@@ -554,6 +558,9 @@ class _Emitter:
             w(line)
         w.dedent()
         w("h = h*fac")
+        if not dense:
+            w("if t == t_end and abs(h_free) > abs(h):")
+            w("    h = h_free")
         more = "j < T" if dense else "t != t_end"
         w(f"if {more} and not abs(h) >= {_f(10 * EPS)}*max(abs(t), abs(t_end)):  # NaN too")
         w.indent()
