@@ -5,6 +5,7 @@ branch y = +sqrt(t); curves that start low enough fall to -infinity in finite ti
 the dividing curve runs close to the lower branch y = -sqrt(t)). The script solves
 eight curves at once, each on its own time grid (``t`` of shape (batch, T), each starting at
 its own t0), then shows what symode says when asked to follow a curve through a blow-up.
+The figure is drawn with ``symode.viz.slope_field`` and ``symode.viz.trajectories``.
 
 Run:  python examples/slope_field.py     (figure: examples/output/slope_field.png)
 """
@@ -45,20 +46,14 @@ def main():
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    tt, yy = np.meshgrid(np.linspace(0.0, T_END, 25), np.linspace(-3.0, 3.0, 21))
-    slope = tt - yy**2
-    norm = np.hypot(1.0, slope)
-    ax.quiver(tt, yy, 1.0 / norm, slope / norm, color="0.6", angles="xy", pivot="mid",
-              scale=35, width=0.0025, headwidth=0, headlength=0, headaxislength=0)
+    so.viz.slope_field(riccati, (0.0, T_END), (-3.0, 3.0), n=(25, 21), ax=ax)
     branch = np.linspace(0.0, T_END, 200)
     ax.plot(branch, np.sqrt(branch), "k--", lw=0.8, label="slope 0: y = +sqrt(t), -sqrt(t)")
     ax.plot(branch, -np.sqrt(branch), "k--", lw=0.8)
-    for b in range(len(STARTS)):
-        line, = ax.plot(grids[b], curves[:, b], lw=1.6)
-        ax.plot(*STARTS[b], "o", ms=4, color=line.get_color())
+    so.viz.trajectories(sol, dims=0, names=riccati, ax=ax, lw=1.6, marker="o", markevery=[0],
+                        ms=4)
     ax.plot(t_short, escape, lw=1.6, color="tab:red", ls="-.", label="from y(0) = -1: blows up")
-    ax.set(xlim=(0, T_END), ylim=(-3, 3), xlabel="t", ylabel="y",
-           title="dy/dt = t - y^2: slope field and solutions (dots mark the starts)")
+    ax.set(title="dy/dt = t - y^2: slope field and solutions (dots mark the starts)")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     save(fig, "slope_field.png")

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from symode import nn
+from symode import nn, viz
 from symode.data import TOY_DENSITIES, sample_toy, toy_log_density
 from symode.errors import SymodeError
 from symode.models import CNF, concat_squash_mlp
@@ -65,19 +65,15 @@ def plot(data, flow, theta, losses, seed=0, suffix=""):
     plt = pyplot()
     if plt is None:
         return
-    lim, n = 4.5, 200
-    g = np.linspace(-lim, lim, n)
-    X, Y = np.meshgrid(g, g)
-    density = np.exp(flow.log_prob(theta, np.stack([X.ravel(), Y.ravel()], 1))).reshape(n, n)
+    box, n = (-4.5, 4.5), 200
     samples, _ = flow.sample(theta, 5000, rng=seed)
     truth = sample_toy(data, 5000, seed)
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
-    axes[0].hist2d(truth[:, 0], truth[:, 1], bins=n // 2, range=[[-lim, lim]] * 2, cmap="magma")
+    viz.sample_histogram(truth, box, box, bins=n // 2, ax=axes[0])
     axes[0].set_title(f"data: {data}")
-    axes[1].imshow(density, extent=[-lim, lim, -lim, lim], origin="lower", cmap="magma")
+    viz.density(lambda x: flow.log_prob(theta, x), box, box, n=n, ax=axes[1])
     axes[1].set_title("learned density")
-    axes[2].hist2d(samples[:, 0], samples[:, 1], bins=n // 2, range=[[-lim, lim]] * 2,
-                   cmap="magma")
+    viz.sample_histogram(samples, box, box, bins=n // 2, ax=axes[2])
     axes[2].set_title("samples of the flow")
     for ax in axes[:3]:
         ax.set_aspect("equal")

@@ -12,7 +12,7 @@ solves large ensembles fast.
 
 __version__ = "0.1.0"
 
-from . import errors
+from . import errors, viz  # viz imports matplotlib only when it draws
 from .dynamics import Dynamics, FunctionDynamics, SymbolicDynamics
 from .errors import (CudaUnavailableError, ExpressionError, MaxStepsError, MissingVJPError,
                      NonFiniteError, ParseError, ShapeError, StepSizeUnderflowError, SymodeError,
@@ -30,5 +30,17 @@ __all__ = [
     "PIController", "Dynamics", "SymbolicDynamics", "FunctionDynamics", "errors",
     "SymodeError", "ExpressionError", "UnknownSymbolError", "ParseError", "ShapeError",
     "TimeGridError", "NonFiniteError", "StepSizeUnderflowError", "MaxStepsError",
-    "UnsupportedFunctionError", "MissingVJPError", "CudaUnavailableError", "__version__",
+    "UnsupportedFunctionError", "MissingVJPError", "CudaUnavailableError", "viz", "nn", "models",
+    "data", "__version__",
 ]
+
+_SUBPACKAGES = ("nn", "models", "data")
+
+
+def __getattr__(name):
+    """``so.nn``, ``so.models`` and ``so.data``, imported on first use."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'symode' has no attribute {name!r}")
