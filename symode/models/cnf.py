@@ -88,7 +88,8 @@ class CNFDynamics:
     ----------
     net : Module
         ``f(θ, z, t)``, mapping (batch, dim) to (batch, dim), with ``jvp`` and second
-        derivatives (``dual_vjp``): dense layers, activations, ``Sequential``, ``Residual``.
+        derivatives (``dual_vjp``): every layer of :mod:`symode.nn`. An image net is wrapped
+        as ``Sequential(Unflatten((C, H, W)), ..., Flatten())``, the state staying flat.
     trace : {"exact", "hutchinson"}
     eps : ndarray, shape (batch, dim), optional
         The probe ``ε`` of the Hutchinson estimator, fixed for the solve (required for it).
@@ -432,7 +433,8 @@ class CNF(Module):
 
 
 def _data_dim(net: Module) -> int:
-    """The data dimension of a net whose first dense layer says it."""
+    """The data dimension of a net whose first layer says it (a dense layer's ``in_features``,
+    or an ``Unflatten``'s)."""
     first = net
     while first.children and not hasattr(first, "in_features"):
         first = first.children[0]

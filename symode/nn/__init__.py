@@ -14,7 +14,7 @@ Every layer has ``forward(θ, x, t) -> (y, cache)``, ``vjp`` (or ``vjp_t``) and 
 
 from . import init
 from .activations import ELU, Activation, ReLU, Sigmoid, SiLU, Softplus, Swish, Tanh, activation
-from .layers import ConcatLinear, ConcatSquashLinear, Flatten, Linear, Residual
+from .layers import ConcatLinear, ConcatSquashLinear, Flatten, Linear, Residual, Unflatten
 from .losses import accuracy, gaussian_nll, kl_diag_gaussians, mse, softmax_cross_entropy
 from .module import Module, Sequential
 
@@ -30,7 +30,7 @@ __all__ = [
     # module.py
     "Module", "Sequential",
     # layers.py
-    "Linear", "ConcatLinear", "ConcatSquashLinear", "Flatten", "Residual",
+    "Linear", "ConcatLinear", "ConcatSquashLinear", "Flatten", "Unflatten", "Residual",
     # activations.py
     "Activation", "activation", "ReLU", "Tanh", "Sigmoid", "Softplus", "SiLU", "Swish", "ELU",
     # losses.py

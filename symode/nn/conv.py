@@ -13,7 +13,10 @@ are products of the same matrices,
 
 * ``W̄ = Ȳ·colᵀ``, ``b̄ = Σ ȳ`` and ``x̄ = col2im(Wᵀ·Ȳ)`` (col2im adds each patch entry back to
   the pixel it came from);
-* ``ẏ = W·col(ẋ) + Ẇ·col(x) + ḃ``.
+* ``ẏ = W·col(ẋ) + Ẇ·col(x) + ḃ``;
+* second derivatives (``vjp_jvp``): ``ȳ·(∂y/∂x)ẋ = ȳ·(W ⋆ ẋ)`` is linear in ``x`` and free of
+  ``b`` (and of ``t`` in :class:`ConcatConv2d`), so its gradient is ``W̄ = Ȳ·col(ẋ)ᵀ`` alone
+  (zero in the time channel), with ``x̄ = 0``, ``b̄ = 0`` and ``t̄ = 0``.
 
 The copies are compiled numba loops over a table of patch offsets into the padded image; on the
 ODE-Net's shapes they beat numpy slicing and ``sliding_window_view`` copies, most of all in
@@ -246,6 +249,31 @@ class Conv2d(Module):
             offset = None if bdot is None else bdot[:, None]
         return _to_nchw(Ydot, cache.x_shape[0], cache.geo, offset)
 
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        # ȳ·(W_x ⋆ ẋ) is linear in x and sees neither b nor t: only W̄_x = Ȳ·col(ẋ)ᵀ
+        Ybar = _from_nchw(expect_shape(self, ybar, cache.y_shape, "ȳ"))
+        xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
+        wbar = Ybar @ _im2col(xdot, cache.geo).T
+        thetabar = dispatch(wbar)[0].zeros(self.n_params, wbar.dtype)
+        self._x_columns(thetabar)[...] = wbar
+        return dispatch(xdot)[0].zeros_like(xdot), thetabar, 0.0
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        # one pass for both cotangents: ẋ̄ = col2im(W_xᵀ Ẏ̄) and Ẏ̄·col(ẋ)ᵀ joins the x columns
+        # of W̄; the Ẏ̄·colᵀ that vjp_t(ẏ̄) would compute, and drop, is never formed
+        Ydotbar = _from_nchw(expect_shape(self, ydotbar, cache.y_shape, "ẏ̄"))
+        xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
+        weight, _ = self._weights(theta, cache.col.dtype)
+        xdotbar = _col2im(weight.T @ Ydotbar, cache.geo, *cache.x_shape[:2])
+        wbar = Ydotbar @ _im2col(xdot, cache.geo).T
+        if ybar is None:
+            xbar, tbar = dispatch(xdot)[0].zeros_like(xdot), 0.0
+            thetabar = dispatch(wbar)[0].zeros(self.n_params, wbar.dtype)
+        else:
+            xbar, thetabar, tbar = self.vjp_t(theta, cache, ybar)
+        self._x_columns(thetabar)[...] += wbar
+        return xbar, xdotbar, thetabar, tbar
+
     # -- helpers -------------------------------------------------------------------------------
     def _weights(self, theta, dtype) -> tuple[NDArray, NDArray | None]:
         """``W`` as ``(out, in·kh·kw)`` (the x channels only) and ``b``, in ``dtype``."""
@@ -254,6 +282,12 @@ class Conv2d(Module):
         w = w[:, self._extra_channels * self.kernel_size[0] * self.kernel_size[1]:]
         b = v["bias"].astype(dtype, copy=False) if self.bias else None
         return w, b
+
+    def _x_columns(self, thetabar: NDArray) -> NDArray:
+        """The view of ``θ̄`` holding the x channels of ``W̄``, as ``(out, in·kh·kw)``."""
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        n = self.out_ch * (self.in_ch + self._extra_channels) * taps
+        return thetabar[:n].reshape(self.out_ch, -1)[:, self._extra_channels * taps:]
 
     def _check_input(self, theta, x) -> tuple[NDArray, _Geometry]:
         theta, x = asarray(theta), asarray(x)
@@ -297,6 +331,10 @@ class ConcatConv2d(Conv2d):
               \\mathrm{col}(1)^\\top,
 
     without ever forming the concatenated input. ``vjp_t`` returns ``t̄`` as a float.
+
+    The time enters ``y`` additively, so the Jacobian ``∂y/∂x = W_x ⋆ ·`` depends on neither
+    ``t`` nor ``W_t``: the second derivatives are those of :class:`Conv2d`, with ``W̄_t = 0``
+    and ``t̄ = 0``.
     """
 
     _extra_channels = 1

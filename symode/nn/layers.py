@@ -1,5 +1,5 @@
 """Dense layers and small containers: :class:`Linear`, :class:`ConcatLinear`,
-:class:`ConcatSquashLinear`, :class:`Flatten` and :class:`Residual`.
+:class:`ConcatSquashLinear`, :class:`Flatten`, :class:`Unflatten` and :class:`Residual`.
 
 The dense layers act on ``x`` of shape ``(batch, in_features)`` with a weight ``W`` of shape
 ``(out_features, in_features)`` (torch's layout), so that ``y = x Wᵀ + b`` and
@@ -34,7 +34,7 @@ from ..errors import ShapeError
 from . import init
 from .module import Module
 
-__all__ = ["Linear", "ConcatLinear", "ConcatSquashLinear", "Flatten", "Residual"]
+__all__ = ["Linear", "ConcatLinear", "ConcatSquashLinear", "Flatten", "Unflatten", "Residual"]
 
 
 class _DenseCache(NamedTuple):
@@ -358,6 +358,60 @@ class Flatten(Module):
 
     def __repr__(self) -> str:
         return "Flatten()"
+
+
+class Unflatten(Module):
+    """``(batch, d_1·...·d_k) -> (batch, d_1, ..., d_k)``, the inverse of :class:`Flatten`; no
+    parameters.
+
+    It lets a network on images act on flat states, such as the ``(batch, dim)`` states of a
+    continuous normalizing flow: ``Sequential(Unflatten((1, 4, 4)), ConcatConv2d(1, 8, 3,
+    padding=1), ..., Flatten())``. Being a reshape, it has zero second derivatives.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        ``(d_1, ..., d_k)`` of each sample, e.g. ``(channels, height, width)``.
+
+    Attributes
+    ----------
+    in_features : int
+        ``d_1·...·d_k``, the length of a flat sample.
+    """
+
+    per_sample = True
+
+    def __init__(self, shape):
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if not shape:
+            raise ShapeError("Unflatten: shape must have at least one entry, got ()")
+        self.shape = tuple(_count(d, "each entry of shape", "Unflatten") for d in shape)
+        self.in_features = math.prod(self.shape)
+
+    def forward(self, theta, x, t=0.0):
+        x = asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ShapeError(f"{self!r}: expected x of shape (batch, {self.in_features}), got "
+                             f"{x.shape}")
+        return x.reshape(x.shape[0], *self.shape), x.shape[0]
+
+    def vjp(self, theta, cache, ybar):
+        ybar = _check_like(self, ybar, (cache, *self.shape), "ȳ")
+        return ybar.reshape(cache, self.in_features), array_module(ybar).zeros(0, ybar.dtype)
+
+    def jvp(self, theta, cache, xdot, thetadot=None):
+        xdot = _check_like(self, xdot, (cache, self.in_features), "ẋ")
+        return xdot.reshape(cache, *self.shape)
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        ybar = _check_like(self, ybar, (cache, *self.shape), "ȳ")
+        xdot = _check_like(self, xdot, (cache, self.in_features), "ẋ")
+        xp = array_module(xdot)
+        dtype = np.result_type(ybar.dtype, xdot.dtype)
+        return xp.zeros(xdot.shape, dtype), xp.zeros(0, dtype), 0.0
+
+    def __repr__(self) -> str:
+        return f"Unflatten({self.shape})"
 
 
 class Residual(Module):

@@ -142,8 +142,8 @@ class Module:
 
     def vjp_jvp(self, theta, cache, ybar, xdot):
         raise NotImplementedError(
-            f"{type(self).__name__} has no second derivatives (vjp_jvp); dense layers, "
-            f"activations, Sequential and Residual have them")
+            f"{type(self).__name__} has no second derivatives (vjp_jvp); every layer and "
+            f"container of symode.nn has them, an ODEBlock does not")
 
     def jvp_record(self, theta, cache, xdot):
         return self.jvp(theta, cache, xdot), xdot

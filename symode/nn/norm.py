@@ -18,9 +18,22 @@ over a group, the Jacobian of ``x ↦ x̂`` is symmetric, so one formula serves 
 and ``γ̄ = Σ_{n,h,w} ȳ x̂``, ``β̄ = Σ_{n,h,w} ȳ``, ``ẏ = γ ẋ̂ + γ̇ x̂ + β̇``. Batches do not mix:
 unlike batch norm, a sample's output depends on that sample alone.
 
+Second derivatives (``vjp_jvp``), the gradient of ``S = ȳ·(∂y/∂x)ẋ``: with ``u = γ ȳ`` and ``J``
+the Jacobian above, each group contributes ``S_g = Σ u·Jẋ = r M (⟨u ẋ⟩ - ⟨u⟩⟨ẋ⟩ - ⟨u x̂⟩⟨x̂ ẋ⟩)``.
+Only ``r`` and ``x̂`` depend on ``x``, with ``∂r/∂x = -r² x̂ / M`` and ``∂x̂/∂x = J``, so
+
+.. math:: \\bar x = -r\\,\\big(\\langle u\\, J\\dot x\\rangle\\, \\hat x
+          + \\langle \\hat x \\dot x\\rangle\\, J u + \\langle \\hat x u\\rangle\\, J\\dot x\\big),
+          \\qquad \\bar\\gamma = \\sum_{n,h,w} \\bar y\\, J\\dot x, \\qquad \\bar\\beta = 0,
+          \\qquad \\bar t = 0,
+
+symmetric in ``u`` and ``ẋ``, as a second derivative is. ``dual_vjp``, called with the
+tangent's cotangent ``ẏ̄`` in place of ``ȳ``, takes ``ẋ̄ = J(γ ẏ̄) = Ju`` from the same pass.
+
 The forward pass and the VJP are compiled loops (one pass for the statistics, one to
 normalise); on cupy arrays (:mod:`symode.backend`) they are the CUDA kernels of
-:mod:`symode.nn.cuda_kernels`, one block per (sample, group).
+:mod:`symode.nn.cuda_kernels`, one block per (sample, group). The second derivatives are
+vectorised array code, the same on numpy and cupy.
 """
 
 from __future__ import annotations
@@ -126,6 +139,26 @@ class GroupNorm(Module):
             ydot += cache.xhat.reshape(ydot.shape) * gdot + bdot
         return ydot.reshape(cache.shape)
 
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        """``(x̄, [γ̄, 0], 0)`` of the module docstring's second derivatives."""
+        ybar = expect_shape(self, ybar, cache.shape, "ȳ")
+        xdot = expect_shape(self, xdot, cache.shape, "ẋ")
+        xbar, _, gbar = self._second(theta, cache, ybar, xdot)
+        xp = dispatch(xbar)[0]
+        return xbar, xp.concatenate([gbar, xp.zeros_like(gbar)]), 0.0
+
+    def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
+        # ẋ̄ = J(γ ẏ̄) comes out of the second-order pass, which needs it anyway
+        ydotbar = expect_shape(self, ydotbar, cache.shape, "ẏ̄")
+        xdot = expect_shape(self, xdot, cache.shape, "ẋ")
+        xbar, xdotbar, gbar = self._second(theta, cache, ydotbar, xdot)
+        xp = dispatch(xbar)[0]
+        if ybar is None:
+            return xbar, xdotbar, xp.concatenate([gbar, xp.zeros_like(gbar)]), 0.0
+        xb, thetabar = self.vjp(theta, cache, ybar)
+        thetabar[:self.channels] += gbar
+        return xbar + xb, xdotbar, thetabar, 0.0
+
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod
     def _standardised_dot(cache: _NormCache, v: NDArray) -> NDArray:
@@ -136,6 +169,25 @@ class GroupNorm(Module):
         xp = dispatch(v)[0]
         mean_xv = xp.einsum("ngm,ngm->ng", cache.xhat, v)[..., None] / M
         return cache.r * (v - mean_v - cache.xhat * mean_xv)
+
+    def _second(self, theta, cache: _NormCache, ybar: NDArray, xdot: NDArray):
+        """``(x̄, Ju, γ̄)`` for ``u = γ ȳ``: the gradient of ``ȳ·(∂y/∂x)ẋ`` in ``x`` and ``γ``
+        (module docstring) and the VJP ``Ju`` of ``ȳ``, all from one pass."""
+        N, C = cache.shape[0], self.channels
+        xhat, r = cache.xhat, cache.r
+        gamma, _ = self._affine(asarray(theta), xhat.dtype)
+        u = (ybar.reshape(N, C, -1) * gamma).reshape(xhat.shape)
+        v = xdot.reshape(xhat.shape)
+        xp = dispatch(u, v)[0]
+        M = xhat.shape[2]
+        mean_xu = xp.einsum("ngm,ngm->ng", xhat, u)[..., None] / M
+        mean_xv = xp.einsum("ngm,ngm->ng", xhat, v)[..., None] / M
+        ju = r * (u - u.mean(axis=2, keepdims=True) - xhat * mean_xu)
+        jv = r * (v - v.mean(axis=2, keepdims=True) - xhat * mean_xv)
+        mean_ujv = xp.einsum("ngm,ngm->ng", u, jv)[..., None] / M
+        xbar = -r * (mean_ujv * xhat + mean_xv * ju + mean_xu * jv)
+        gbar = (ybar.reshape(N, C, -1) * jv.reshape(N, C, -1)).sum(axis=(0, 2))
+        return xbar.reshape(cache.shape), ju.reshape(cache.shape), gbar
 
     def _affine(self, theta: NDArray, dtype) -> tuple[NDArray, NDArray]:
         """``γ`` and ``β`` as ``(channels, 1)`` columns in ``dtype``."""

@@ -9,8 +9,9 @@ are products of row and column intervals, so pooling is separable and linear:
 
 with ``A_h`` of shape ``(oh, H)`` holding ``1/len`` over each row window. When ``oh`` divides
 ``H`` and ``ow`` divides ``W`` the windows tile the image and the layer is a reshape and a mean
-(``output_size=1`` is the global average); otherwise the matrices are used. cupy arrays in give
-cupy arrays out (:mod:`symode.backend`).
+(``output_size=1`` is the global average); otherwise the matrices are used. Being linear, the
+layer has zero second derivatives: ``vjp_jvp`` gives ``x̄ = 0`` (and no parameters, no time).
+cupy arrays in give cupy arrays out (:mod:`symode.backend`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,18 @@ class AdaptiveAvgPool2d(Module):
         if xdot.shape != cache:
             raise ShapeError(f"{self!r}: expected ẋ of shape {cache} (NCHW), got {xdot.shape}")
         return self._pool(xdot)
+
+    def vjp_jvp(self, theta, cache, ybar, xdot):
+        # ȳ·(A_h ẋ A_wᵀ) does not depend on x
+        ybar, xdot = asarray(ybar), asarray(xdot)
+        if ybar.shape != cache[:2] + self.output_size:
+            raise ShapeError(f"{self!r}: expected ȳ of shape {cache[:2] + self.output_size} "
+                             f"(NCHW), got {ybar.shape}")
+        if xdot.shape != cache:
+            raise ShapeError(f"{self!r}: expected ẋ of shape {cache} (NCHW), got {xdot.shape}")
+        xp = array_module(xdot)
+        dtype = np.result_type(ybar.dtype, xdot.dtype)
+        return xp.zeros(cache, dtype), xp.zeros(0, dtype), 0.0
 
     def _pool(self, x: NDArray) -> NDArray:
         N, C, H, W = x.shape
