@@ -16,6 +16,7 @@ reconstruction over the observed window (decoding the posterior mean) and the ex
 past it, and the loss during training; the spirals shown are new ones, not trained on.
 
 Run:  python examples/latent_ode_spirals.py [--iters 2000] [--batch 100] [--adjoint backsolve]
+                                           [--checkpoint run.ckpt [--resume]]
       (figure: examples/output/latent_ode_spirals.png)
 """
 
@@ -26,8 +27,8 @@ import numpy as np
 
 from symode import nn
 from symode.data.spirals import make_spirals
-from symode.models.latent_ode import LatentODE
-from _plotting import progress, pyplot, save
+from symode.models import LatentODE, fit
+from _plotting import pyplot, save
 
 
 def train(args):
@@ -36,25 +37,23 @@ def train(args):
                         noise=args.noise, rng=rng)
     model = LatentODE(obs_std=args.noise, adjoint=args.adjoint, rtol=args.rtol, atol=args.atol)
     theta = model.init(rng)
-    opt = nn.Adam(lr=args.lr)
-    state = opt.init(theta)
-    losses = []
-    start = time.perf_counter()
-    bar = progress(range(1, args.iters + 1), unit="it", mininterval=0.5)
-    for it in bar:
+
+    def step(theta, rng):
+        # minibatch and reparameterisation noise from fit's generator: resumable exactly
         which = rng.choice(len(data), size=min(args.batch, len(data)), replace=False)
         out = model.loss_and_grad(theta, *data.batch(which), rng)
-        theta, state = opt.step(theta, out.grad, state)
-        losses.append(out.loss)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{out.loss:.1f}", nfe=f"{out.nfe_forward}/{out.nfe_backward}",
-                            refresh=False)
-        if it % args.log_every == 0 or it == args.iters:
-            message = (f"iter {it:5d}: -ELBO {np.mean(losses[-args.log_every:]):9.2f} "
-                       f"(nll {out.nll:.2f}, kl {out.kl:.2f}), nfe {out.nfe_forward} forward, "
-                       f"{out.nfe_backward} backward, {time.perf_counter() - start:.1f} s")
-            (bar.write if hasattr(bar, "write") else print)(message)
-    return data, model, theta, losses
+        return out.loss, out.grad, {"nll": out.nll, "kl": out.kl, "nfe_fwd": out.nfe_forward,
+                                    "nfe_bwd": out.nfe_backward}
+
+    start = time.perf_counter()
+    theta, history = fit(step, theta, nn.Adam(lr=args.lr), args.iters, rng,
+                         checkpoint=args.checkpoint, resume=args.resume,
+                         log_every=args.log_every)
+    print(f"after {args.iters} iterations: -ELBO {np.mean(history['loss'][-args.log_every:]):.2f}"
+          f" (nll {history['nll'][-1]:.2f}, kl {history['kl'][-1]:.2f}), nfe "
+          f"{history['nfe_fwd'][-1]:.0f} forward, {history['nfe_bwd'][-1]:.0f} backward, "
+          f"{time.perf_counter() - start:.1f} s")
+    return data, model, theta, history["loss"]
 
 
 def held_out_errors(data, model, theta):
@@ -119,6 +118,8 @@ def main():
                         choices=["backsolve", "checkpoint", "discrete"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=100)
+    parser.add_argument("--checkpoint", help="save the run here every 100 iterations")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     args = parser.parse_args()
     data, model, theta, losses = train(args)
     test = make_spirals(n_spirals=200, n_obs=args.n_obs, window=args.window, noise=args.noise,

@@ -5,8 +5,10 @@ tanh, on t ∈ [0, T] with the length T learned (from 0.5), dopri5 at rtol = ato
 log p(x) = log N(z(T)) - Δ(T) with the exact trace; the backsolve adjoint with the layers'
 second derivatives gives the gradient of -mean log p; Adam, lr 1e-3, batches of 100 fresh samples.
 
-Printed: the loss, the NFE of the forward and backward solves, and for densities with a closed
-form the exact mean log-density of held-out data under the true law (the best a model can do).
+Printed: the loss, the flow's length and the NFE of the forward and backward solves as it
+trains (``symode.models.fit``: a progress bar, checkpoints that resume exactly), then the mean
+log-density of held-out data and, for densities with a closed form, its value under the true
+law (the best a model can do).
 The figure shows the data, the learned density and samples of the flow.
 
 With ``--kinetic`` and ``--jacobian`` (weights, e.g. 0.01) the loss adds the regularizers of
@@ -15,6 +17,7 @@ paths, which straighten the flow so that the solver needs fewer steps.
 
 Run:  python examples/toy_flow.py [--data 8gaussians] [--iters 1000] [--trace exact]
                                   [--kinetic 0.01 --jacobian 0.01]
+                                  [--checkpoint run.ckpt [--resume]]
       (figure: examples/output/toy_flow_<data>.png)
 """
 
@@ -26,39 +29,40 @@ import numpy as np
 from symode import nn, viz
 from symode.data import TOY_DENSITIES, sample_toy, toy_log_density
 from symode.errors import SymodeError
-from symode.models import CNF, concat_squash_mlp
-from _plotting import progress, pyplot, save
+from symode.models import CNF, concat_squash_mlp, fit
+from _plotting import pyplot, save
 
 
-def train(data, iters, trace, kinetic=0.0, jacobian=0.0, batch=100, seed=0, log_every=100):
+def train(data, iters, trace, kinetic=0.0, jacobian=0.0, batch=100, seed=0, log_every=100,
+          checkpoint=None, resume=False):
     rng = np.random.default_rng(seed)
     net = concat_squash_mlp(2, (64, 64, 64))
-    flow = CNF(net, t1=0.5, train_t1=True, trace=trace, rtol=1e-5, atol=1e-5, seed=seed,
+    flow = CNF(net, t1=0.5, train_t1=True, trace=trace, rtol=1e-5, atol=1e-5,
                kinetic=kinetic, jacobian=jacobian)
     theta = flow.init(rng)
-    opt = nn.Adam(lr=1e-3)
-    state = opt.init(theta)
-    held_out = sample_toy(data, 2000, rng)
-    try:
-        best = float(toy_log_density(data, held_out).mean())
-    except SymodeError:
-        best = None
-    losses, start = [], time.perf_counter()
-    bar = progress(range(1, iters + 1), unit="it", mininterval=0.5)
-    for it in bar:
+
+    def step(theta, rng):
+        # batches and probes come from fit's generator, so a resumed run continues exactly
         x = sample_toy(data, batch, rng)
-        logp, cache = flow.forward(theta, x)
+        _, cache = flow.forward(theta, x, eps=flow.draw_eps(x.shape, x, rng))
         _, grad = flow.vjp(theta, cache, -np.ones(batch) / batch)
-        theta, state = opt.step(theta, grad, state)
-        losses.append(float(-flow.last_terms["log_p"].mean()))
-        if it % log_every == 0 or it == iters:
-            score = float(flow.log_prob(theta, held_out).mean())
-            message = (f"iter {it:5d}: loss {np.mean(losses[-log_every:]):.3f}, held-out mean "
-                       f"log p {score:.3f}" + ("" if best is None else f" (true law {best:.3f})")
-                       + f", T {theta[0] ** 2:.3f}, NFE {flow.nfe_forward} fwd / "
-                       f"{flow.nfe_backward} bwd, {time.perf_counter() - start:.0f} s")
-            (bar.write if hasattr(bar, "write") else print)(message)
-    return flow, theta, losses
+        return float(-flow.last_terms["log_p"].mean()), grad, {
+            "T": theta[0] ** 2, "nfe_fwd": flow.nfe_forward, "nfe_bwd": flow.nfe_backward}
+
+    start = time.perf_counter()
+    theta, history = fit(step, theta, nn.Adam(lr=1e-3), iters, rng, checkpoint=checkpoint,
+                         resume=resume, checkpoint_every=50, log_every=log_every)
+    held_out = sample_toy(data, 2000, np.random.default_rng(seed + 1))
+    score = float(flow.log_prob(theta, held_out).mean())
+    try:
+        best = f" (true law {float(toy_log_density(data, held_out).mean()):.3f})"
+    except SymodeError:
+        best = ""
+    print(f"after {iters} iterations: loss {np.mean(history['loss'][-log_every:]):.3f}, "
+          f"held-out mean log p {score:.3f}{best}, T {theta[0] ** 2:.3f}, NFE "
+          f"{history['nfe_fwd'][-1]:.0f} fwd / {history['nfe_bwd'][-1]:.0f} bwd, "
+          f"{time.perf_counter() - start:.0f} s")
+    return flow, theta, history["loss"]
 
 
 def plot(data, flow, theta, losses, seed=0, suffix=""):
@@ -94,8 +98,11 @@ def main():
                         help="weight of the kinetic-energy regularizer (e.g. 0.01)")
     parser.add_argument("--jacobian", type=float, default=0.0,
                         help="weight of the Jacobian Frobenius regularizer (e.g. 0.01)")
+    parser.add_argument("--checkpoint", help="save the run here every 50 iterations")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     args = parser.parse_args()
-    flow, theta, losses = train(args.data, args.iters, args.trace, args.kinetic, args.jacobian)
+    flow, theta, losses = train(args.data, args.iters, args.trace, args.kinetic, args.jacobian,
+                                checkpoint=args.checkpoint, resume=args.resume)
     suffix = "_regularized" if args.kinetic or args.jacobian else ""
     plot(args.data, flow, theta, losses, suffix=suffix)
 

@@ -7,8 +7,8 @@ the latent ODE of its section 5, and continuous normalizing flows (FFJORD).
 from .cnf import CNF, CNFDynamics, concat_squash_mlp, normal_log_prob
 from .latent_ode import ELBOResult, LatentODE, RecognitionRNN
 from .odenet import MODELS, PAPER_PARAMS, mlp, odenet, resnet, rknet
-from .train import TrainConfig, evaluate, ode_blocks, train_classifier
+from .train import TrainConfig, evaluate, fit, ode_blocks, train_classifier
 
 __all__ = ["odenet", "resnet", "rknet", "mlp", "MODELS", "PAPER_PARAMS", "TrainConfig",
-           "train_classifier", "evaluate", "ode_blocks", "CNF", "CNFDynamics",
+           "train_classifier", "fit", "evaluate", "ode_blocks", "CNF", "CNFDynamics",
            "concat_squash_mlp", "normal_log_prob", "LatentODE", "RecognitionRNN", "ELBOResult"]

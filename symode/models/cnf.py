@@ -312,12 +312,14 @@ class CNF(Module):
         """The augmented dynamics, with the Hutchinson probe ``eps`` where it needs one."""
         return CNFDynamics(self.net, self.trace, eps, regularize)
 
-    def draw_eps(self, shape: tuple[int, int], like=None) -> NDArray | None:
-        """A Hutchinson probe of ``shape`` from :attr:`rng` (None for the exact trace)."""
+    def draw_eps(self, shape: tuple[int, int], like=None, rng=None) -> NDArray | None:
+        """A Hutchinson probe of ``shape`` from ``rng`` (default :attr:`rng`); None for the
+        exact trace."""
         if self.trace == "exact":
             return None
-        eps = (self.rng.standard_normal(shape) if self.noise == "gaussian"
-               else self.rng.choice([-1.0, 1.0], size=shape))
+        rng = self.rng if rng is None else rng
+        eps = (rng.standard_normal(shape) if self.noise == "gaussian"
+               else rng.choice([-1.0, 1.0], size=shape))
         return eps if like is None else array_module(like).asarray(eps, dtype=like.dtype)
 
     def _start(self, x, eps, extra=1):

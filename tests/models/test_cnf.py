@@ -248,3 +248,10 @@ def test_regularized_gradients_match_central_differences(trace, adjoint, rng):
         v = rng.standard_normal(at.shape)
         numeric = (fun(at + h * v) - fun(at - h * v)) / (2 * h)
         assert np.vdot(grad, v) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_probes_from_a_given_generator():
+    flow = CNF(concat_squash_mlp(2, (4,)), trace="hutchinson", noise="gaussian", seed=0)
+    eps = flow.draw_eps((3, 2), rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(eps, np.random.default_rng(5).standard_normal((3, 2)))
+    assert CNF(concat_squash_mlp(2, (4,))).draw_eps((3, 2), rng=np.random.default_rng(5)) is None
