@@ -17,6 +17,7 @@ from .dynamics import Dynamics, FunctionDynamics, SymbolicDynamics
 from .errors import (CudaUnavailableError, ExpressionError, MaxStepsError, MissingVJPError,
                      NonFiniteError, ParseError, ShapeError, StepSizeUnderflowError, SymodeError,
                      TimeGridError, UnknownSymbolError, UnsupportedFunctionError)
+from .estimation import FitResult, fit_parameters
 from .gradients import Gradients, solve_vjp
 from .solvers.controllers import PIController
 from .solvers.solution import Solution, Stats
@@ -25,7 +26,8 @@ from .solvers.tableaus import METHODS, ButcherTableau
 from .symbolic import ODE, AdjointSystem
 
 __all__ = [
-    "ODE", "AdjointSystem", "solve", "solve_vjp", "Gradients", "source", "Solution", "Stats",
+    "ODE", "AdjointSystem", "solve", "solve_vjp", "Gradients", "fit_parameters", "FitResult",
+    "source", "Solution", "Stats",
     "METHODS", "ButcherTableau",
     "PIController", "Dynamics", "SymbolicDynamics", "FunctionDynamics", "errors",
     "SymodeError", "ExpressionError", "UnknownSymbolError", "ParseError", "ShapeError",

@@ -4,6 +4,7 @@
 
     symode show  "dx/dt = sigma*(y - x)" "dy/dt = x*(rho - z) - y" "dz/dt = x*y - beta*z"
     symode solve -f lorenz.ode -p sigma=10 -p rho=28 -p beta=8/3 --y0 1,1,1 --t 0:10:1001 -o out.csv
+    symode fit "x' = -k*x" --data decay.csv -p k=1 --positive
     symode source -f lorenz.ode --what vjp
     symode info
 
@@ -32,7 +33,7 @@ from .errors import ExpressionError, SymodeError
 from .symbolic import ODE
 from .symbolic.parse import parse_expression
 
-__all__ = ["main", "read_system", "parse_number", "parse_times"]
+__all__ = ["main", "read_system", "read_observations", "parse_number", "parse_times"]
 
 _DERIVATIVE = re.compile(r"^\s*d\s*([A-Za-z_]\w*)\s*/\s*d\s*([A-Za-z_]\w*)\s*=(.*)$")
 _PRIME = re.compile(r"^\s*([A-Za-z_]\w*)\s*'\s*=(.*)$")
@@ -279,6 +280,99 @@ def _write(sol, ode: ODE, out: str | None) -> None:
         print(f"wrote {out}", file=sys.stderr)
 
 
+def read_observations(path: str, ode: ODE) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, y_obs)`` from a CSV with a header ``t[,trajectory],<states>``, the layout that
+    ``symode solve`` writes. States may be left out (unobserved), cells left empty (missing).
+
+    Returns ``t`` of shape (T,) or (batch, T) and ``y_obs`` of shape (T, batch, dim).
+    """
+    try:
+        table = np.genfromtxt(path, delimiter=",", names=True, dtype=float,
+                              missing_values="", filling_values=np.nan, ndmin=1)
+    except OSError as exc:
+        raise SymodeError(f"cannot read the data file {path}: {exc}") from None
+    except ValueError as exc:
+        raise SymodeError(f"{path}: not a CSV table with a header row ({exc})") from None
+    cols = list(table.dtype.names or ())
+    names = [st.name for st in ode.states]
+    if "t" not in cols:
+        raise SymodeError(f"{path}: no column 't' (the header has {', '.join(cols)})")
+    unknown = [c for c in cols if c not in ("t", "trajectory", *names)]
+    if unknown:
+        raise SymodeError(f"{path}: column(s) {', '.join(unknown)} are not states of the "
+                          f"system ({', '.join(names)})")
+    traj = table["trajectory"].astype(int) if "trajectory" in cols else np.zeros(len(table), int)
+    ids = np.unique(traj)
+    rows = [np.flatnonzero(traj == i) for i in ids]
+    if len({len(r) for r in rows}) != 1:
+        raise SymodeError(f"{path}: the trajectories have different numbers of rows; give each "
+                          f"the same number of observation times")
+    T, batch = len(rows[0]), len(rows)
+    times = np.stack([table["t"][r] for r in rows])                  # (batch, T)
+    y = np.full((T, batch, len(names)), np.nan)
+    for k, name in enumerate(names):
+        if name in cols:
+            y[:, :, k] = np.stack([table[name][r] for r in rows], axis=1)
+    t = times[0] if (times == times[0]).all() else times
+    return t, y
+
+
+def cmd_fit(args) -> None:
+    from .estimation import fit_parameters
+
+    ode = _system(args)
+    items = dict(_param_items(args.param))
+    missing = [p.name for p in ode.params if items.get(p.name) is None]
+    if missing:
+        raise SymodeError(f"give a starting value for the parameter(s) {', '.join(missing)} "
+                          f"with -p NAME=VALUE")
+    params0 = [parse_number(items[p.name], f"parameter {p.name}") for p in ode.params]
+    t, y_obs = read_observations(args.data, ode)
+    y0 = _initial_states(args.y0, ode) if args.y0 else None
+    if y0 is not None and len(y0) == 1:
+        y0 = y0[0]
+    start = time.perf_counter()
+    fit = fit_parameters(ode, t, y_obs, params0, y0=y0, fit_y0=args.fit_y0,
+                         positive=args.positive, method=args.method, rtol=args.rtol,
+                         atol=args.atol)
+    n_obs = int(np.isfinite(y_obs).sum())
+    print(f"{'converged' if fit.success else 'NOT converged'}: {fit.message}; {fit.nit} "
+          f"iterations, {fit.nfev} solves with gradients, {time.perf_counter() - start:.2f} s; "
+          f"{n_obs} observations, loss (half the sum of squares) {fit.loss:.6g}",
+          file=sys.stderr)
+    rows = [(p.name, v, e) for p, v, e in zip(ode.params, fit.params, fit.stderr)]
+    if args.fit_y0:
+        z0 = np.atleast_2d(fit.y0)
+        for b in range(z0.shape[0]):
+            for k, st in enumerate(ode.states):
+                name = f"{st.name}0" + (f"[{b}]" if z0.shape[0] > 1 else "")
+                rows.append((name, z0[b, k], fit.stderr[len(ode.params) + b * ode.dim + k]))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'name':<{width}}  {'estimate':>14}  {'std. error':>11}")
+    for name, value, err in rows:
+        print(f"{name:<{width}}  {value:>14.8g}  {err:>11.3g}")
+    if args.out:
+        _write(fit.sol, ode, args.out)
+    if args.plot:
+        from .viz import trajectories
+
+        t_fine = np.linspace(np.min(t), np.max(t), 400)
+        z0 = np.atleast_2d(fit.y0)
+        curve = (t_fine if np.ndim(t) == 1 else
+                 np.stack([np.linspace(row[0], row[-1], 400) for row in t]))
+        from .solvers.solve import solve
+
+        dense = solve(ode, z0, curve, params=fit.params, method=args.method, rtol=args.rtol,
+                      atol=args.atol)
+        ax = trajectories(dense, names=ode)
+        tt = np.broadcast_to(t, (y_obs.shape[1], y_obs.shape[0])) if np.ndim(t) == 1 else t
+        for k in range(ode.dim):
+            ax.plot(tt.T.ravel(), y_obs[:, :, k].ravel(), "o", ms=3, color=f"C{k % 10}")
+        ax.set_title("fit (lines) and data (dots)")
+        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"figure: {args.plot}", file=sys.stderr)
+
+
 def cmd_source(args) -> None:
     from .solvers.solve import source
 
@@ -348,6 +442,23 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--plot", metavar="PNG", help="save a plot of the solution (needs "
                        "matplotlib)")
     solve.set_defaults(run=cmd_solve)
+
+    fit = sub.add_parser("fit", help="fit the parameters to observations in a CSV file")
+    _system_args(fit)
+    fit.add_argument("--data", required=True, metavar="CSV",
+                     help="observations: header t[,trajectory],<states>; empty cells and "
+                          "absent states are unobserved")
+    fit.add_argument("--y0", action="append", default=[], metavar="VALUES",
+                     help="initial state(s), as for solve (default: the first observations)")
+    fit.add_argument("--fit-y0", action="store_true", help="estimate the initial states too")
+    fit.add_argument("--positive", action="store_true",
+                     help="keep the parameters positive (fit their logarithms)")
+    fit.add_argument("--method", default="dopri5")
+    fit.add_argument("--rtol", type=float, default=1e-8)
+    fit.add_argument("--atol", type=float, default=1e-10)
+    fit.add_argument("-o", "--out", help="write the fitted solution (.csv or .npz)")
+    fit.add_argument("--plot", metavar="PNG", help="save data and fit (needs matplotlib)")
+    fit.set_defaults(run=cmd_fit)
 
     src = sub.add_parser("source", help="print the generated code")
     _system_args(src)

@@ -177,3 +177,40 @@ def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "symode", "--version"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == f"symode {so.__version__}"
+
+
+# -- fit ---------------------------------------------------------------------------------------
+def test_fit_recovers_the_parameters_of_solve_output(tmp_path, capsys):
+    data = tmp_path / "obs.csv"
+    system = ["x' = -k*x", "y' = k*x - c*y"]
+    assert run(capsys, "solve", *system, "-p", "k=1.3,c=2", "--y0", "2,0", "--y0", "1,1",
+               "--t", "0:2:11", "--rtol", "1e-11", "--atol", "1e-12", "-o", str(data))[0] == 0
+    lines = data.read_text().splitlines()           # forget y of the second trajectory
+    data.write_text("\n".join(lines[:1] + [ln if ln.split(",")[1] == "0" else
+                                           ln.rsplit(",", 1)[0] + "," for ln in lines[1:]]))
+    code, out, err = run(capsys, "fit", *system, "--data", str(data), "-p", "k=0.5,c=1",
+                         "--positive", "--y0", "2,0", "--y0", "1,1", "-o",
+                         str(tmp_path / "fit.npz"))
+    assert code == 0 and err.startswith("converged")
+    table = {row.split()[0]: float(row.split()[1]) for row in out.splitlines()[1:]}
+    assert table["k"] == pytest.approx(1.3, rel=1e-6) and table["c"] == pytest.approx(2, rel=1e-6)
+    assert np.load(tmp_path / "fit.npz")["y"].shape == (11, 2, 2)
+
+
+@pytest.mark.parametrize("csv, message", [
+    ("time,x\n0,1\n", "no column 't'"),
+    ("t,x,w\n0,1,2\n", "w are not states"),
+    ("t,trajectory,x\n0,0,1\n1,0,0.5\n0,1,1\n", "different numbers of rows"),
+])
+def test_fit_data_errors(tmp_path, capsys, csv, message):
+    path = tmp_path / "d.csv"
+    path.write_text(csv)
+    code, _, err = run(capsys, "fit", "x' = -k*x", "--data", str(path), "-p", "k=1")
+    assert code == 1 and message in err
+
+
+def test_fit_needs_starting_values(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    path.write_text("t,x\n0,1\n1,0.5\n")
+    code, _, err = run(capsys, "fit", "x' = -k*x", "--data", str(path))
+    assert code == 1 and "starting value for the parameter(s) k" in err
