@@ -8,8 +8,8 @@ import pytest
 import symode as so
 
 
-@pytest.mark.parametrize("name", ["ODE", "solve", "solve_vjp", "nn", "models", "data", "viz",
-                                  "SymodeError", "source"])
+@pytest.mark.parametrize("name", ["ODE", "solve", "solve_vjp", "fit_parameters", "nn", "models",
+                                  "data", "viz", "SymodeError", "source"])
 def test_public_names(name):
     assert name in so.__all__ and getattr(so, name) is not None
 
