@@ -224,14 +224,19 @@ def cmd_show(args) -> None:
     print("\n\n".join(blocks))
 
 
-def cmd_solve(args) -> None:
-    ode = _system(args)
+def _param_values(args, ode: ODE, what: str) -> list[float]:
+    """The value of every parameter from ``-p``, in the system's order."""
     items = dict(_param_items(args.param))
     missing = [p.name for p in ode.params if items.get(p.name) is None]
     if missing:
-        raise SymodeError(f"no value for the parameter(s) {', '.join(missing)}; give each with "
+        raise SymodeError(f"no {what} for the parameter(s) {', '.join(missing)}; give each with "
                           f"-p NAME=VALUE")
-    params = [parse_number(items[p.name], f"parameter {p.name}") for p in ode.params]
+    return [parse_number(items[p.name], f"parameter {p.name}") for p in ode.params]
+
+
+def cmd_solve(args) -> None:
+    ode = _system(args)
+    params = _param_values(args, ode, "value")
     if not args.y0:
         raise SymodeError(f"give the initial state with --y0 (in the order "
                           f"{', '.join(s.name for s in ode.states)}), once per trajectory")
@@ -321,12 +326,7 @@ def cmd_fit(args) -> None:
     from .estimation import fit_parameters
 
     ode = _system(args)
-    items = dict(_param_items(args.param))
-    missing = [p.name for p in ode.params if items.get(p.name) is None]
-    if missing:
-        raise SymodeError(f"give a starting value for the parameter(s) {', '.join(missing)} "
-                          f"with -p NAME=VALUE")
-    params0 = [parse_number(items[p.name], f"parameter {p.name}") for p in ode.params]
+    params0 = _param_values(args, ode, "starting value")
     t, y_obs = read_observations(args.data, ode)
     y0 = _initial_states(args.y0, ode) if args.y0 else None
     if y0 is not None and len(y0) == 1:

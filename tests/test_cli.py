@@ -213,4 +213,4 @@ def test_fit_needs_starting_values(tmp_path, capsys):
     path = tmp_path / "d.csv"
     path.write_text("t,x\n0,1\n1,0.5\n")
     code, _, err = run(capsys, "fit", "x' = -k*x", "--data", str(path))
-    assert code == 1 and "starting value for the parameter(s) k" in err
+    assert code == 1 and "no starting value for the parameter(s) k" in err
