@@ -191,12 +191,22 @@ class Sequential(Module):
                 runs.append([i, i + 1, c.per_sample])
         return tuple(tuple(r) for r in runs)
 
+    @cached_property
+    def _widths(self) -> tuple[int, ...]:
+        """Per run, the widest dense layer's features (0 if none): a narrow input can still
+        feed wide hidden layers, whose work decides whether splitting the batch pays."""
+        def width(m: Module) -> int:
+            own = max(getattr(m, "in_features", 0), getattr(m, "out_features", 0))
+            return max([own] + [width(c) for c in m.children])
+
+        return tuple(max(width(c) for c in self.children[a:b]) for a, b, _ in self._runs)
+
     def forward(self, theta, x, t=0.0):
         thetas = self.child_thetas(theta)
         caches = []
-        for a, b, per_sample in self._runs:
+        for (a, b, per_sample), width in zip(self._runs, self._widths):
             layers, ths = self.children[a:b], thetas[a:b]
-            slices = parallel.batch_slices(x) if per_sample else None
+            slices = parallel.batch_slices(x, width) if per_sample else None
             if slices is None:
                 x, c = _forward_run(layers, ths, x, t)
             else:

@@ -88,18 +88,21 @@ def num_threads(n: int):
         set_num_threads(old)
 
 
-def batch_slices(x) -> list[slice] | None:
+def batch_slices(x, width: int = 0) -> list[slice] | None:
     """Slices of the batch axis of ``x``, one per thread, or ``None`` to run unsplit.
 
-    ``None`` when splitting is off, ``x`` is small (under ``MIN_SLICE_BYTES`` a slice) or not
-    a numpy array (a GPU batch runs whole), the CUDA kernels are forced, BLAS cannot be held to
-    one thread (no ``threadpoolctl``), or the caller already runs on a slice.
+    A sample's size is that of its row of ``x`` or ``width`` numbers of its dtype, the larger
+    (the widest layer of a dense network). ``None`` when splitting is off, the batch is small
+    (under ``MIN_SLICE_BYTES`` a slice) or not a numpy array (a GPU batch runs whole), the CUDA
+    kernels are forced, BLAS cannot be held to one thread (no ``threadpoolctl``), or the caller
+    already runs on a slice.
     """
     n = get_num_threads()
     if (n < 2 or not isinstance(x, np.ndarray) or x.ndim < 1 or getattr(_local, "inside", False)
             or backend.forced_target() is not None):
         return None
-    n = min(n, x.shape[0], x.nbytes // MIN_SLICE_BYTES)
+    size = x.shape[0] * max(x.nbytes // max(x.shape[0], 1), width * x.itemsize)
+    n = min(n, x.shape[0], size // MIN_SLICE_BYTES)
     if n < 2 or _blas_controller() is None:
         return None
     edges = [(x.shape[0] * k) // n for k in range(n + 1)]

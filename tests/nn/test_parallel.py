@@ -96,6 +96,22 @@ def test_small_batches_and_one_thread_stay_whole(monkeypatch):
         assert parallel.batch_slices(big) is None                # BLAS cannot be held to 1
 
 
+def test_a_narrow_input_to_wide_layers_is_split(monkeypatch):
+    """A flow's 2-D points feed 64-wide layers: the layers' width decides, not the input's."""
+    x = np.zeros((1000, 2))                                      # 16 KiB, 500 KiB at width 64
+    with parallel.num_threads(2):
+        assert parallel.batch_slices(x) is None
+        assert parallel.batch_slices(x, width=64) == [slice(0, 500), slice(500, 1000)]
+        assert parallel.batch_slices(x[:100], width=64) is None  # 51 KiB
+        net = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 2))
+        theta = net.init(np.random.default_rng(0))
+        points = np.random.default_rng(1).normal(size=(1000, 2))
+        y, cache = net.forward(theta, points)
+        assert isinstance(cache[0], _Sliced)
+    with parallel.num_threads(1):
+        np.testing.assert_allclose(y, net(theta, points), rtol=1e-13, atol=1e-15)
+
+
 def test_slices_do_not_split_again(split_everything):
     seen = []
 
