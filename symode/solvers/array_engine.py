@@ -466,19 +466,21 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
 
 def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction=1.0):
     """Write every trajectory's requested times that the step (t, t_new] has reached (``out``
-    may be a cupy array; the indices are host arrays)."""
+    may be a cupy array; the indices are host arrays). The times inside the step, however
+    many, are interpolated in one call."""
     T = tgrid.shape[1]
     xp = array_module(out)
     index = (lambda a: a) if xp is np else xp.asarray
+    inner_rows, inner_cols, inner_theta = [], [], []
     while True:
         pending = np.nonzero(nxt < T)[0]
         if pending.size == 0:
-            return
+            break
         tj = tgrid[pending, nxt[pending]]
         reached = direction * (tj - t_new) <= 0
         rows = pending[reached]
         if rows.size == 0:
-            return
+            break
         tj = tj[reached]
         exact = tj == t_new
         if exact.any():
@@ -486,6 +488,11 @@ def _save(out, nxt, tgrid, t_new, at_end, interp=None, t=None, h=None, direction
             out[index(nxt[rows[exact]]), hit] = at_end(hit)
         inner = rows[~exact]
         if inner.size:
-            theta = (tj[~exact] - t) / h
-            out[index(nxt[inner]), index(inner)] = interp(inner, theta)
+            inner_rows.append(inner)
+            inner_cols.append(nxt[inner].copy())
+            inner_theta.append((tj[~exact] - t) / h)
         nxt[rows] += 1
+    if inner_rows:
+        rows = np.concatenate(inner_rows)
+        out[index(np.concatenate(inner_cols)), index(rows)] = interp(
+            rows, np.concatenate(inner_theta))
