@@ -62,9 +62,8 @@ class RecognitionRNN(Module):
         h_k = tanh(W [x_k, h_{k+1}] + c),  k = T-1, …, 0;    y = U h_0 + d,
 
     (with ``backwards=False`` the loop runs ``k = 0, …, T-1`` from ``h_{-1} = 0`` and ``y``
-    reads the last state). ``vjp`` is back-propagation through time: the cell's ``vjp`` at
-    every step, in the reverse order of the forward loop, each step passing ``h̄`` on and
-    adding to the cell's ``θ̄``.
+    reads the last state). ``vjp`` is back-propagation through time, in the reverse order of
+    the forward loop.
 
     Parameters, in ``θ`` order: the cell ``Linear(in_features + hidden, hidden)`` (with its
     ``Tanh``), then the head ``Linear(hidden, out_features)``.
@@ -88,7 +87,11 @@ class RecognitionRNN(Module):
         return range(steps - 1, -1, -1) if self.backwards else range(steps)
 
     def forward(self, theta, x, t=0.0):
-        """``y`` of shape (batch, out_features) and the per-step caches."""
+        """``y`` of shape (batch, out_features) and the cache: the inputs and the states.
+
+        The input part of every step's product, ``x_k W_xᵀ + c``, is one matrix product over
+        the whole sequence; the loop adds ``h W_hᵀ`` and the tanh.
+        """
         theta, x = np.asarray(theta), np.asarray(x)
         if theta.shape != (self.n_params,):
             raise ShapeError(f"{self!r}: expected θ of shape ({self.n_params},), got "
@@ -97,26 +100,47 @@ class RecognitionRNN(Module):
             raise ShapeError(f"{self!r}: expected a sequence x of shape (batch, T, "
                              f"{self.in_features}) with T >= 1, got {x.shape}")
         th_cell, th_head = self.child_thetas(theta)
-        h = np.zeros((x.shape[0], self.hidden), dtype=np.result_type(x.dtype, theta.dtype))
-        steps = []
-        for k in self._order(x.shape[1]):
-            h, cache = self.cell.forward(th_cell, np.concatenate([x[:, k], h], axis=1))
-            steps.append(cache)
-        y, head_cache = self.head.forward(th_head, h)
-        return y, (steps, head_cache, x.shape)
+        w_x, w_h, c = self._cell_weights(th_cell)
+        dtype = np.result_type(x.dtype, theta.dtype)
+        inputs = x @ w_x.T + c                                   # (batch, T, hidden)
+        order = self._order(x.shape[1])
+        states = np.empty((x.shape[1] + 1, x.shape[0], self.hidden), dtype=dtype)
+        states[0] = 0.0                                          # states[i + 1]: after step i
+        for i, k in enumerate(order):
+            states[i + 1] = np.tanh(inputs[:, k] + states[i] @ w_h.T)
+        y, head_cache = self.head.forward(th_head, states[-1])
+        return y, (x, states, head_cache)
 
     def vjp(self, theta, cache, ybar):
-        """``(x̄, θ̄)`` by back-propagation through time; ``x̄`` has the shape of ``x``."""
-        steps, head_cache, shape = cache
+        """``(x̄, θ̄)`` by back-propagation through time; ``x̄`` has the shape of ``x``.
+
+        With ``ā_k = h̄_k (1 - h_k²)``: ``h̄`` of the previous state ``ā_k W_h``,
+        ``W̄_h = Σ ā_kᵀ h_prev``, and the input parts ``x̄ = Ā W_x``, ``W̄_x = Σ ā_kᵀ x_k``,
+        ``c̄ = Σ ā_k`` over the whole sequence at once.
+        """
+        x, states, head_cache = cache
         th_cell, th_head = self.child_thetas(np.asarray(theta))
+        w_x, w_h, _ = self._cell_weights(th_cell)
         hbar, head_bar = self.head.vjp(th_head, head_cache, np.asarray(ybar))
-        xbar = np.zeros(shape, dtype=hbar.dtype)
-        cell_bar = np.zeros(self.cell.n_params, dtype=hbar.dtype)
-        for k, step in zip(reversed(self._order(shape[1])), reversed(steps)):
-            in_bar, g = self.cell.vjp(th_cell, step, hbar)
-            cell_bar += g
-            xbar[:, k], hbar = in_bar[:, :self.in_features], in_bar[:, self.in_features:]
+        order = list(self._order(x.shape[1]))
+        abar = np.empty(x.shape[:2] + (self.hidden,), dtype=hbar.dtype)   # (batch, T, hidden)
+        wh_bar = np.zeros_like(w_h, dtype=hbar.dtype)
+        for i in range(len(order) - 1, -1, -1):
+            a = hbar * (1.0 - states[i + 1] ** 2)
+            abar[:, order[i]] = a
+            wh_bar += a.T @ states[i]
+            hbar = a @ w_h
+        xbar = abar @ w_x
+        flat = abar.reshape(-1, self.hidden)
+        wx_bar = flat.T @ x.reshape(-1, self.in_features)
+        cell_bar = np.concatenate([np.concatenate([wx_bar, wh_bar], axis=1).ravel(),
+                                   flat.sum(axis=0)])
         return xbar, np.concatenate([cell_bar, head_bar])
+
+    def _cell_weights(self, th_cell):
+        """``(W_x, W_h, c)``: the cell's weight split at the input's width, and its bias."""
+        v = self.cell.children[0].views(th_cell)
+        return v["weight"][:, :self.in_features], v["weight"][:, self.in_features:], v["bias"]
 
     def __repr__(self) -> str:
         return (f"RecognitionRNN({self.in_features}, {self.hidden}, {self.out_features}, "
