@@ -20,7 +20,9 @@ are products of the same matrices,
 
 The copies are compiled numba loops over a table of patch offsets into the padded image; on the
 ODE-Net's shapes they beat numpy slicing and ``sliding_window_view`` copies, most of all in
-col2im. ``col`` is ``kh·kw`` times the size of ``x`` and is kept in the cache for ``vjp``/``jvp``.
+col2im. ``col`` is ``kh·kw`` times the size of ``x`` and is kept in the cache for ``vjp``/``jvp``;
+likewise ``jvp_record`` keeps ``col(ẋ)`` of its tangent pass for ``dual_vjp``, which needs it for
+``W̄``.
 
 Arrays keep their floating dtype: the work is done in ``result_type(x, θ)`` (float32 with a
 float32 ``θ``), integer inputs become float64.
@@ -178,6 +180,12 @@ class _ConvCache(NamedTuple):
     t: float
 
 
+class _Tangent(NamedTuple):
+    """A convolution's record of a tangent pass: ``ẋ`` and its patches ``col(ẋ)``."""
+    xdot: NDArray
+    col: NDArray
+
+
 class Conv2d(Module):
     """2-D convolution ``y = W ⋆ x + b`` on ``(batch, in_ch, H, W)`` arrays (see module docstring).
 
@@ -239,15 +247,25 @@ class Conv2d(Module):
         return xbar, dispatch(Ybar)[0].concatenate(parts)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
+        return self._tangent(theta, cache, xdot, thetadot)[0]
+
+    def jvp_record(self, theta, cache, xdot):
+        # the reverse pass needs col(ẋ) for W̄: keep the one the tangent was computed from
+        ydot, col = self._tangent(theta, cache, xdot)
+        return ydot, _Tangent(asarray(xdot), col)
+
+    def _tangent(self, theta, cache, xdot, thetadot=None):
+        """``(ẏ, col(ẋ))``."""
         xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
         weight, _ = self._weights(theta, cache.col.dtype)
-        Ydot = weight @ _im2col(xdot, cache.geo)
+        col = _im2col(xdot, cache.geo)
+        Ydot = weight @ col
         offset = None
         if thetadot is not None:
             wdot, bdot = self._weights(thetadot, Ydot.dtype)
             Ydot += wdot @ cache.col
             offset = None if bdot is None else bdot[:, None]
-        return _to_nchw(Ydot, cache.x_shape[0], cache.geo, offset)
+        return _to_nchw(Ydot, cache.x_shape[0], cache.geo, offset), col
 
     def vjp_jvp(self, theta, cache, ybar, xdot):
         # ȳ·(W_x ⋆ ẋ) is linear in x and sees neither b nor t: only W̄_x = Ȳ·col(ẋ)ᵀ
@@ -260,12 +278,17 @@ class Conv2d(Module):
 
     def dual_vjp(self, theta, cache, xdot, ybar, ydotbar):
         # one pass for both cotangents: ẋ̄ = col2im(W_xᵀ Ẏ̄) and Ẏ̄·col(ẋ)ᵀ joins the x columns
-        # of W̄; the Ẏ̄·colᵀ that vjp_t(ẏ̄) would compute, and drop, is never formed
+        # of W̄; the Ẏ̄·colᵀ that vjp_t(ẏ̄) would compute, and drop, is never formed. The
+        # record of jvp_record brings col(ẋ); a bare ẋ is accepted too
         Ydotbar = _from_nchw(expect_shape(self, ydotbar, cache.y_shape, "ẏ̄"))
-        xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
+        if isinstance(xdot, _Tangent):
+            xdot, col = xdot
+        else:
+            xdot = expect_shape(self, xdot, cache.x_shape, "ẋ")
+            col = _im2col(xdot, cache.geo)
         weight, _ = self._weights(theta, cache.col.dtype)
         xdotbar = _col2im(weight.T @ Ydotbar, cache.geo, *cache.x_shape[:2])
-        wbar = Ydotbar @ _im2col(xdot, cache.geo).T
+        wbar = Ydotbar @ col.T
         if ybar is None:
             xbar, tbar = dispatch(xdot)[0].zeros_like(xdot), 0.0
             thetabar = dispatch(wbar)[0].zeros(self.n_params, wbar.dtype)

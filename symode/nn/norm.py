@@ -32,8 +32,9 @@ tangent's cotangent ``ẏ̄`` in place of ``ȳ``, takes ``ẋ̄ = J(γ ẏ̄) = 
 
 The forward pass and the VJP are compiled loops (one pass for the statistics, one to
 normalise); on cupy arrays (:mod:`symode.backend`) they are the CUDA kernels of
-:mod:`symode.nn.cuda_kernels`, one block per (sample, group). The second derivatives are
-vectorised array code, the same on numpy and cupy.
+:mod:`symode.nn.cuda_kernels`, one block per (sample, group). The second derivatives are a
+compiled loop too on numpy arrays (three passes over each group, where the array code makes
+about twenty over the whole input), and vectorised array code on cupy.
 """
 
 from __future__ import annotations
@@ -173,9 +174,22 @@ class GroupNorm(Module):
     def _second(self, theta, cache: _NormCache, ybar: NDArray, xdot: NDArray):
         """``(x̄, Ju, γ̄)`` for ``u = γ ȳ``: the gradient of ``ȳ·(∂y/∂x)ẋ`` in ``x`` and ``γ``
         (module docstring) and the VJP ``Ju`` of ``ȳ``, all from one pass."""
+        xhat = cache.xhat
+        gamma, _ = self._affine(asarray(theta), xhat.dtype)
+        if dispatch(ybar, xdot)[1]:
+            return self._second_arrays(cache, gamma, ybar, xdot)
+        dtype = np.result_type(ybar.dtype, xdot.dtype, xhat.dtype)
+        yg, v, xhat = (np.ascontiguousarray(a, dtype=dtype).reshape(xhat.shape)
+                       for a in (ybar, xdot, xhat))
+        xbar, ju = np.empty_like(yg), np.empty_like(yg)
+        gbar = np.zeros(self.channels)
+        _vjp_jvp(yg, v, xhat, cache.r, gamma[:, 0], xbar, ju, gbar)
+        return xbar.reshape(cache.shape), ju.reshape(cache.shape), gbar.astype(dtype)
+
+    def _second_arrays(self, cache: _NormCache, gamma, ybar: NDArray, xdot: NDArray):
+        """:meth:`_second` as array code (cupy)."""
         N, C = cache.shape[0], self.channels
         xhat, r = cache.xhat, cache.r
-        gamma, _ = self._affine(asarray(theta), xhat.dtype)
         u = (ybar.reshape(N, C, -1) * gamma).reshape(xhat.shape)
         v = xdot.reshape(xhat.shape)
         xp = dispatch(u, v)[0]
@@ -273,3 +287,46 @@ def _vjp(ybar, xhat, r, gamma, xbar, gbar, bbar):
                 a = gamma[g * per + ci]
                 for s in range(ci * S, (ci + 1) * S):
                     xbar[n, g, s] = rr * (ybar[n, g, s] * a - mean_v - xhat[n, g, s] * mean_xv)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _vjp_jvp(ybar, v, xhat, r, gamma, xbar, ju, gbar):
+    """GroupNorm's second derivatives (module docstring) with ``u = γ ȳ``: ``x̄``, ``Ju`` and
+    ``γ̄ += Σ ȳ Jv`` per channel. ybar, v, xhat, xbar, ju (N, G, M); r (N, G, 1); gamma, gbar
+    (C,). Three passes over each group: the means, ``⟨u Jv⟩``, the outputs."""
+    N, G, M = ybar.shape
+    per = gamma.shape[0] // G
+    S = M // per
+    for n in range(N):
+        for g in range(G):
+            yb, vv, xh, xb, jux = ybar[n, g], v[n, g], xhat[n, g], xbar[n, g], ju[n, g]
+            su = sv = sxu = sxv = 0.0
+            for ci in range(per):
+                sy = sxy = 0.0
+                for s in range(ci * S, (ci + 1) * S):
+                    sy += yb[s]
+                    sxy += xh[s] * yb[s]
+                    sv += vv[s]
+                    sxv += xh[s] * vv[s]
+                su += gamma[g * per + ci] * sy
+                sxu += gamma[g * per + ci] * sxy
+            mu, mv, mxu, mxv = su / M, sv / M, sxu / M, sxv / M
+            rr = r[n, g, 0]
+            sujv = 0.0
+            for ci in range(per):
+                part = 0.0
+                for s in range(ci * S, (ci + 1) * S):
+                    part += yb[s] * (vv[s] - mv - xh[s] * mxv)
+                sujv += gamma[g * per + ci] * part
+            mujv = rr * sujv / M
+            for ci in range(per):
+                c = g * per + ci
+                a = gamma[c]
+                sg = 0.0
+                for s in range(ci * S, (ci + 1) * S):
+                    jv = rr * (vv[s] - mv - xh[s] * mxv)
+                    jun = rr * (yb[s] * a - mu - xh[s] * mxu)
+                    jux[s] = jun
+                    xb[s] = -rr * (mujv * xh[s] + mxv * jun + mxu * jv)
+                    sg += yb[s] * jv
+                gbar[c] += sg
