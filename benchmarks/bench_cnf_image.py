@@ -66,11 +66,11 @@ import time
 
 import numpy as np
 
+from peers import set_threads
 from symode import nn
 from symode.data.mnist import load_mnist
 from symode.errors import SymodeError
 from symode.models.cnf import CNF
-from symode.nn.parallel import set_num_threads as set_symode_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "mnist")
@@ -309,21 +309,6 @@ def held_out_bpd(theta, test, size, groupnorm):
     y, logdet, eps = test
     logp = symode_flow(size, groupnorm).log_prob(theta, y, eps)
     return bits_per_dim(logp + logdet, y.shape[1])
-
-
-def set_threads(n):
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    set_symode_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(n)                              # numpy's BLAS
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def main():

@@ -54,8 +54,8 @@ import time
 
 import numpy as np
 
+from peers import set_threads
 from symode import nn
-from symode.nn.parallel import set_num_threads as set_symode_threads
 from symode.solvers.controllers import PIController
 from symode.data.spirals import make_spirals
 from symode.models import LatentODE
@@ -255,21 +255,6 @@ def held_out_loss(theta, seed=1, n=200):
     test = make_spirals(n_spirals=n, n_obs=N_OBS, window=WINDOW, noise=NOISE, rng=rng)
     model = symode_model("discrete", rtol=1e-7, atol=1e-9)
     return float(model.loss(theta, test.obs, test.times, rng.standard_normal((n, LATENT))))
-
-
-def set_threads(n):
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    set_symode_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(n)                              # numpy's BLAS
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
 
 
 def main():

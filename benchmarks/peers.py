@@ -261,3 +261,22 @@ def peer_versions() -> dict[str, str]:
         except ImportError:
             out[name] = "not installed"
     return out
+
+
+def set_threads(n: int) -> None:
+    """``n`` threads everywhere a benchmark row computes: symode's batch slices, numba,
+    numpy's BLAS and, when installed, torch."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from symode.nn.parallel import set_num_threads
+
+    set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(n)                              # numpy's BLAS
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
