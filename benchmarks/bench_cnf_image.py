@@ -62,11 +62,10 @@ import json
 import math
 import os
 import platform
-import time
 
 import numpy as np
 
-from peers import set_threads
+from peers import set_threads, take_turns
 from symode import nn
 from symode.data.mnist import load_mnist
 from symode.errors import SymodeError
@@ -360,20 +359,7 @@ def main():
     if not args.no_check and any(r.startswith("torch") for r in steppers):
         print("agreement on the first batch (the same ε and weights):")
         agreement = check_agreement(theta0, draws[0], args.size, args.groupnorm)
-    results = {row: dict(times=[], losses=[], nfe_forward=[], nfe_backward=[])
-               for row in steppers}
-    names = list(steppers)
-    for k, batch in enumerate(draws):                   # the rows take turns
-        for name in names[k % len(names):] + names[:k % len(names)]:
-            start = time.perf_counter()
-            loss, nfe_f, nfe_b = steppers[name](batch)
-            elapsed = time.perf_counter() - start
-            r = results[name]
-            r["losses"].append(loss)
-            r["nfe_forward"].append(int(nfe_f))
-            r["nfe_backward"].append(int(nfe_b))
-            if k >= args.warmup:
-                r["times"].append(elapsed)
+    results = take_turns(steppers, draws, args.warmup)   # the rows take turns
     for name, r in results.items():
         r["final_loss"] = r["losses"][-1]
         r["final_bpd"] = bits_per_dim(-r["losses"][-1], dim)

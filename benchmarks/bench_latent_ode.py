@@ -50,11 +50,10 @@ import json
 import math
 import os
 import platform
-import time
 
 import numpy as np
 
-from peers import set_threads
+from peers import set_threads, take_turns
 from symode import nn
 from symode.solvers.controllers import PIController
 from symode.data.spirals import make_spirals
@@ -295,20 +294,7 @@ def main():
         print(f"agreement on the first batch ({BATCH} spirals, {len(np.unique(draws[0][1]))} "
               f"distinct times), float64:")
         agreement = check_agreement(data, theta0, draws[0], rows)
-    results = {name: dict(times=[], losses=[], nfe_forward=[], nfe_backward=[])
-               for name in steppers}
-    names = list(steppers)
-    for k, batch in enumerate(draws):                   # the rows take turns
-        for name in names[k % len(names):] + names[:k % len(names)]:
-            start = time.perf_counter()
-            loss, nfe_f, nfe_b = steppers[name](batch)
-            elapsed = time.perf_counter() - start
-            r = results[name]
-            r["losses"].append(float(loss))
-            r["nfe_forward"].append(int(nfe_f))
-            r["nfe_backward"].append(int(nfe_b))
-            if k >= args.warmup:
-                r["times"].append(elapsed)
+    results = take_turns(steppers, draws, args.warmup)   # the rows take turns
     for name, r in results.items():
         r["held_out_loss"] = held_out_loss(steppers[name].theta())
         r["last10_loss"] = float(np.mean(r["losses"][-10:]))

@@ -280,3 +280,27 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
     except ImportError:
         pass
+
+
+def take_turns(steppers: dict, draws, warmup: int) -> dict:
+    """Time every row on every batch, the rows taking turns (order rotating by batch) so that
+    all see the same machine load. ``steppers[name](batch) -> (loss, nfe_fwd, nfe_bwd)``.
+
+    Returns ``{name: {"times", "losses", "nfe_forward", "nfe_backward"}}``, lists per batch;
+    the first ``warmup`` batches are left out of ``times``.
+    """
+    results = {name: dict(times=[], losses=[], nfe_forward=[], nfe_backward=[])
+               for name in steppers}
+    names = list(steppers)
+    for k, batch in enumerate(draws):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            start = time.perf_counter()
+            loss, nfe_f, nfe_b = steppers[name](batch)
+            elapsed = time.perf_counter() - start
+            r = results[name]
+            r["losses"].append(float(loss))
+            r["nfe_forward"].append(int(nfe_f))
+            r["nfe_backward"].append(int(nfe_b))
+            if k >= warmup:
+                r["times"].append(elapsed)
+    return results
