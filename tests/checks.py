@@ -21,6 +21,14 @@ def assert_vjp_matches_fd(fun, x, vjp, rng, eps=1e-6, rtol=1e-6, atol=1e-9):
     assert np.vdot(vjp(u), v) == pytest.approx(numeric, rel=rtol, abs=atol)
 
 
+def assert_gradient_matches_fd(fun, x, grad, rng, eps=1e-5, rtol=1e-6, atol=1e-9):
+    """The derivative of a scalar ``fun`` along a random v, by central differences, equals
+    <grad, v>."""
+    v = rng.standard_normal(np.shape(x))
+    numeric = (fun(x + eps * v) - fun(x - eps * v)) / (2 * eps)
+    assert np.vdot(grad, v) == pytest.approx(numeric, rel=rtol, abs=atol)
+
+
 def assert_jvp_matches_fd(fun, x, jvp, rng, eps=1e-6, rtol=1e-6, atol=1e-9):
     """J v by central differences equals jvp(v) for a random v."""
     v = rng.standard_normal(np.shape(x))

@@ -10,6 +10,7 @@ import scipy.linalg as sl
 import sympy as sp
 
 import symode as so
+from checks import assert_gradient_matches_fd
 from symode import nn
 from symode.errors import ShapeError, SymodeError
 from symode.models.cnf import CNF, CNFDynamics, concat_squash_mlp, normal_log_prob
@@ -72,12 +73,9 @@ def test_gradients_match_central_differences(trace, adjoint, rng):
     logp, cache = flow.forward(theta, x, eps=eps)
     w = rng.standard_normal(5)
     x_bar, theta_bar = flow.vjp(theta, cache, w)
-    h = 1e-5
     for at, grad, fun in ((theta, theta_bar, lambda th: w @ flow.log_prob(th, x, eps)),
                           (x, x_bar, lambda xx: w @ flow.log_prob(theta, xx, eps))):
-        v = rng.standard_normal(at.shape)
-        numeric = (fun(at + h * v) - fun(at - h * v)) / (2 * h)
-        assert np.vdot(grad, v) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+        assert_gradient_matches_fd(fun, at, grad, rng)
     assert flow.nfe_forward > 0 and flow.nfe_backward > 0
 
 
@@ -242,12 +240,9 @@ def test_regularized_gradients_match_central_differences(trace, adjoint, rng):
     def objective(th, xx):
         return w @ flow.forward(th, xx, eps=eps)[0]
 
-    h = 1e-5
     for at, grad, fun in ((theta, theta_bar, lambda th: objective(th, x)),
                           (x, x_bar, lambda xx: objective(theta, xx))):
-        v = rng.standard_normal(at.shape)
-        numeric = (fun(at + h * v) - fun(at - h * v)) / (2 * h)
-        assert np.vdot(grad, v) == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+        assert_gradient_matches_fd(fun, at, grad, rng)
 
 
 def test_probes_from_a_given_generator():
