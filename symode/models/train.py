@@ -133,25 +133,31 @@ def _unpack(out, it: int) -> tuple[float, Any, dict]:
 
 
 def _bar(progress: bool, total: int, start: int, log, every: int):
-    """A progress display for :func:`fit`: tqdm with the loss and the info, or a log line."""
+    """A progress display: tqdm with the last value of every per-iteration series of the
+    history (``seconds`` aside), or, without tqdm, a log line of their means every ``every``
+    iterations."""
     if not progress:
         return lambda history: None
+
+    def series(h):
+        n = len(h["loss"])
+        return {k: v for k, v in h.items() if k != "seconds" and len(v) == n}
+
     try:
         from tqdm import tqdm
     except ImportError:
         def line(h):
             k = len(h["loss"])
             if every and k % every == 0:
-                extra = "".join(f", {key} {np.mean(v[-every:]):.4g}" for key, v in h.items()
-                                if key not in ("loss", "seconds"))
-                log(f"iteration {k}/{total}: loss {np.mean(h['loss'][-every:]):.4f}{extra}, "
+                shown = ", ".join(f"{key} {np.mean(v[-every:]):.4g}"
+                                  for key, v in series(h).items())
+                log(f"iteration {k}/{total}: {shown}, "
                     f"{np.mean(h['seconds'][-every:]):.3f} s/it")
         return line
     bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True, mininterval=0.5)
 
     def update(h):
-        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in h.items() if k != "seconds"},
-                        refresh=False)
+        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in series(h).items()}, refresh=False)
         bar.update(1)
         if bar.n >= total:
             bar.close()
@@ -228,7 +234,7 @@ def train_classifier(model: Module, theta, optimizer, schedule, data, rng: np.ra
         history = {k: list(v) for k, v in ck["history"].items()}
         config.log(f"resumed from {config.checkpoint}: epoch {epoch + 1}, step {step}")
     blocks = ode_blocks(model)
-    bar = _progress(config, steps_per_epoch * config.epochs, step)
+    bar = _bar(config.progress, steps_per_epoch * config.epochs, step, config.log, 20)
     while epoch < config.epochs:
         if order is None:
             order = rng.permutation(n)
@@ -277,30 +283,3 @@ def _save(config, theta, opt_state, rng, epoch, pos, step, order, history):
                         epoch=epoch, pos=pos, step=step,
                         order=np.zeros(0, dtype=np.int64) if order is None else order,
                         history=history)
-
-
-def _progress(config, total, start):
-    """A progress display: tqdm when installed, a line every 20 steps otherwise."""
-    if not config.progress:
-        return lambda history: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-
-        def update(h):
-            bar.set_postfix(loss=f"{h['loss'][-1]:.3f}", acc=f"{h['acc'][-1]:.3f}",
-                            nfe=f"{h['nfe_forward'][-1]}/{h['nfe_backward'][-1]}",
-                            s=f"{h['seconds'][-1]:.2f}", refresh=False)
-            bar.update(1)
-        return update
-
-    def line(h):
-        k = len(h["loss"])
-        if k % 20 == 0:
-            config.log(f"step {k}/{total}: loss {np.mean(h['loss'][-20:]):.4f}, "
-                       f"acc {np.mean(h['acc'][-20:]):.3f}, nfe {h['nfe_forward'][-1]}/"
-                       f"{h['nfe_backward'][-1]}, {np.mean(h['seconds'][-20:]):.2f} s/step")
-    return line
