@@ -7,6 +7,10 @@ derived by sympy, never written by hand, and the three functions are printed by
 * ``value(x) = f(x)``,
 * ``vjp(x, g) = g · f'(x)`` (the reverse product, and also the forward one: the Jacobian of an
   elementwise map is diagonal),
+* ``value_slope(x, y, d)``: ``y = f(x)`` and ``d = f'(x)`` in one pass over flat arrays, with the
+  subexpressions the two share (``e^{-x}`` of a softplus) computed once. ``forward`` uses it and
+  caches ``f'(x)``, so that the products of ``vjp`` and ``jvp`` (a CNF asks for three per
+  evaluation) are plain multiplications,
 * ``vjp_jvp(x, g, v) = g · f''(x) · v`` (the derivative of ``x̄ = ȳ·f'(x)`` along ``ẋ = v``).
 
 Kinks follow the usual conventions: ``DiracDelta`` terms of a second derivative are dropped (the
@@ -66,6 +70,12 @@ def value(x):
 @_ufunc(2)
 def vjp(x, g):
     return g * _df(x)
+
+
+@JIT
+def value_slope(x, y, d):
+    for i in range(x.size):
+        y[i], d[i] = _fdf(x[i])
 ''',
     2: '''
 @_ufunc(3)
@@ -98,6 +108,12 @@ def value(x, out):
 def vjp(x, g, out):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = g[i] * _df(x[i])
+
+
+@KERNEL
+def value_slope(x, y, d):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i], d[i] = _fdf(x[i])
 ''',
     2: '''
 @KERNEL
@@ -205,16 +221,26 @@ class Activation(Module):
 
     # -- Module protocol -----------------------------------------------------------------------
     def forward(self, theta, x, t=0.0):
+        """``(f(x), (x, f'(x)))``: the value and slope come from one pass (``value_slope``)."""
         x = asarray(x)
+        xp = array_module(x)
+        flat = xp.ascontiguousarray(x).reshape(-1)
+        if flat.dtype not in (np.float32, np.float64):
+            flat = flat.astype(np.float64)
+        y, d = xp.empty_like(flat), xp.empty_like(flat)
         if dispatch(x)[1]:
-            return self._cuda_map(1, "value", x), x
-        return self.kernels(1).value(x), x
+            if xp is np and not flat.flags.writeable:   # numba copies host arguments back
+                flat = flat.copy()
+            launch(self.kernels(1, "cuda").value_slope, y.size, flat, y, d)
+        else:
+            self.kernels(1).value_slope(flat, y, d)
+        return y.reshape(x.shape), (x, d.reshape(x.shape))
 
     def vjp(self, theta, cache, ybar):
-        return self._map(1, "vjp", cache, ybar), _no_params(ybar)
+        return ybar * cache[1], _no_params(ybar)
 
     def jvp(self, theta, cache, xdot, thetadot=None):
-        return self._map(1, "vjp", cache, xdot)
+        return xdot * cache[1]
 
     def vjp_jvp(self, theta, cache, ybar, xdot):
         """``(ȳ ⊙ f''(x) ⊙ ẋ, [], 0)``: the derivative of ``x̄ = ȳ ⊙ f'(x)`` along ``ẋ``, ``ȳ``
@@ -223,7 +249,7 @@ class Activation(Module):
         return xbar, _no_params(xbar), 0.0
 
     def _second(self, cache, ybar, xdot):
-        return self._map(2, "vjp_jvp", cache, ybar, xdot)
+        return self._map(2, "vjp_jvp", cache[0], ybar, xdot)
 
     def _map(self, order: int, entry: str, *args):
         """``entry`` of the order-``order`` module applied elementwise to ``args``: the ufunc,
@@ -404,7 +430,8 @@ def _derive(expr: sp.Expr, symbol: sp.Symbol, h0, name: str):
     emit = dict(where=f"activation {name}", names=back)
     sources = {
         1: (_HEADER.format(name=name, what="value and first derivative")
-            + _emit_scalar("_f", f, emit) + _emit_scalar("_df", d1, emit) + _UFUNCS[1]),
+            + _emit_scalar("_f", f, emit) + _emit_scalar("_df", d1, emit)
+            + _emit_joint("_fdf", f, d1, emit) + _UFUNCS[1]),
         2: (_HEADER.format(name=name, what="second derivative")
             + _emit_scalar("_d2f", d2, emit) + _UFUNCS[2]),
     }
@@ -423,7 +450,8 @@ def _cuda_source(scalars: tuple, name: str, order: int) -> str:
                 printer=CudaPrinter())
     if order == 1:
         what, body = "value and first derivative", (_emit_scalar("_f", f, emit)
-                                                    + _emit_scalar("_df", d1, emit))
+                                                    + _emit_scalar("_df", d1, emit)
+                                                    + _emit_joint("_fdf", f, d1, emit))
     else:
         what, body = "second derivative", _emit_scalar("_d2f", d2, emit)
     header = _CUDA_HEADER.format(name=name, what=what, options=cuda_kernel_options())
@@ -447,6 +475,33 @@ def _emit_scalar(name: str, expr: sp.Expr, emit: dict) -> str:
         printer = emit.get("printer") or NumbaPrinter()
         test = print_expression(cond, printer, emit["where"], emit["names"])
         body += [f"    if {test}:", f"        return {name}_{i}(x)[0]"]
+    return "\n\n".join(parts) + "\n\n" + "\n".join(body) + "\n\n"
+
+
+def _emit_joint(name: str, f: sp.Expr, d1: sp.Expr, emit: dict) -> str:
+    """Source of ``name(x) -> (f(x), f'(x))``.
+
+    Where ``f`` and ``f'`` fold to branches on the same conditions (or have none), each branch
+    is one function of both values, so their common subexpressions are computed once;
+    otherwise the two scalar functions are called in turn.
+    """
+    folded = [sp.piecewise_fold(e) for e in (f, d1)]
+    conds = [tuple(c for _, c in e.args) if isinstance(e, sp.Piecewise) else None
+             for e in folded]
+    if conds[0] is not None and conds[1] is not None and conds[0] != conds[1]:
+        return f"@JIT\ndef {name}(x):\n    return _f(x), _df(x)\n\n"
+    shared = conds[0] or conds[1] or (sp.true,)
+    pieces = [[e.args[i].expr if isinstance(e, sp.Piecewise) else e for e in folded]
+              for i in range(len(shared))]
+    parts, body = [], ["@JIT", f"def {name}(x):"]
+    printer = emit.get("printer") or NumbaPrinter()
+    for i, (values, cond) in enumerate(zip(pieces, shared)):
+        parts.append(emit_function(f"{name}_{i}", ["x"], values, **emit))
+        if cond is sp.true:
+            body.append(f"    return {name}_{i}(x)")
+            break
+        test = print_expression(cond, printer, emit["where"], emit["names"])
+        body += [f"    if {test}:", f"        return {name}_{i}(x)"]
     return "\n\n".join(parts) + "\n\n" + "\n".join(body) + "\n\n"
 
 

@@ -9,8 +9,8 @@ printed as one numba module instead:
 * ``forward_vjp(θ, x, t, a, out, x̄, θ̄) -> t̄``: the forward pass, then ``x̄ = a·∂net/∂x``,
   ``θ̄ = Σ_batch a·∂net/∂θ`` and ``t̄ = a·∂net/∂t``.
 
-Activations enter through their sympy-derived scalar functions ``f`` and ``f'`` (the same text
-as their ufuncs), so any user activation compiles too. The module is cached on disk like every
+Activations enter through their sympy-derived scalar functions ``f`` and ``(f, f')`` (the same
+text as their ufuncs), so any user activation compiles too. The module is cached on disk like every
 generated file.
 """
 
@@ -102,12 +102,13 @@ def fuse(net: Module) -> FusedDense | None:
 # -- code generation -------------------------------------------------------------------------------
 
 def _activation_functions(act: Activation, k: int) -> str:
-    """The activation's scalar ``_f`` and ``_df`` (and helpers), renamed apart for layer k."""
+    """The activation's scalar ``_f``, ``_df`` and ``_fdf`` (and helpers), renamed apart for
+    layer k."""
     text = act.source(1)
     start = text.index("@JIT")
     end = text.index("@_ufunc")
     body = text[start:end]
-    return re.sub(r"\b(_d?f(?:_\d+)?)\b", rf"\1_l{k}", body)
+    return re.sub(r"\b(_(?:fd|d)?f(?:_\d+)?)\b", rf"\1_l{k}", body)
 
 
 def _emit(net: Module, layers: list[Module]) -> str:
@@ -127,15 +128,18 @@ def _emit(net: Module, layers: list[Module]) -> str:
             if width is None:
                 width = -1                                     # the input's width: x.shape[1]
             w = "x.shape[1]" if width == -1 else str(width)
-            lines = ([] if last else [f"    {dst} = np.empty((B, {w}))"]) + [
-                "    for b in range(B):", f"        for i in range({w}):",
-                f"            {dst}[b, i] = _f_l{k}(h{k}[b, i])"]
+            alloc = [] if last else [f"    {dst} = np.empty((B, {w}))"]
+            loop = ["    for b in range(B):", f"        for i in range({w}):"]
+            fwd += alloc + loop + [f"            {dst}[b, i] = _f_l{k}(h{k}[b, i])"]
+            # with the VJP to follow, the slope comes from the same pass (shared exp, tanh)
+            both += alloc + [f"    s{k} = np.empty((B, {w}))"] + loop + [
+                f"            {dst}[b, i], s{k}[b, i] = _fdf_l{k}(h{k}[b, i])"]
         else:
             width = m.out_features
             lines = ([] if last else [f"    {dst} = np.empty((B, {width}))"]) + _dense_forward(
                 m, starts[k], k, dst)
-        fwd += lines
-        both += lines
+            fwd += lines
+            both += lines
     # backward: g is the cotangent of the current layer's output
     both.append("    g = a")
     both.append("    a_t = 0.0")
@@ -144,7 +148,7 @@ def _emit(net: Module, layers: list[Module]) -> str:
         if isinstance(m, Activation):
             both += ["    gi = np.empty_like(g)", "    for b in range(B):",
                      "        for i in range(g.shape[1]):",
-                     f"            gi[b, i] = g[b, i] * _df_l{k}(h{k}[b, i])", "    g = gi"]
+                     f"            gi[b, i] = g[b, i] * s{k}[b, i]", "    g = gi"]
         else:
             both += _dense_backward(m, starts[k], k)
     both += ["    a_x[:, :] = g", "    return a_t"]

@@ -52,3 +52,34 @@ def test_second_derivative_of_a_user_expression_is_derived(rng):
     xbar, thetabar, tbar = act.vjp_jvp(np.zeros(0), act.forward(np.zeros(0), x)[1], ybar, xdot)
     np.testing.assert_allclose(xbar, ybar * xdot * 6 * x, rtol=1e-14)
     assert thetabar.shape == (0,) and tbar == 0.0
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "silu", "elu", "softsign", "mish"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_forward_gives_value_and_slope_of_the_separate_functions(name, dtype, rng):
+    """``forward`` runs the joint ``value_slope``; it must equal the separately generated
+    ``f`` and ``f'`` ufuncs, on strided inputs, at large |x| and at the kinks."""
+    act = ACTIVATIONS[name]()
+    x = (4 * rng.standard_normal((6, 10))).astype(dtype)
+    x[0, :4] = [0.0, -700.0, 700.0, -30.0]
+    x = x[:, ::2]                                            # not contiguous
+    y, (cached_x, slope) = act.forward(np.zeros(0), x)
+    assert y.dtype == slope.dtype == dtype and y.shape == slope.shape == x.shape
+    tol = dict(rtol=2e-15 if dtype == np.float64 else 2e-7, atol=0)
+    with np.errstate(over="ignore", invalid="ignore"):      # mish overflows at 700, both ways
+        np.testing.assert_allclose(y, act.value(x), **tol)
+        np.testing.assert_allclose(slope, act.derivative(x, 1), **tol)
+    assert cached_x is x
+
+
+def test_value_and_slope_on_different_branches_are_computed_apart():
+    from symode.nn.activations import _emit_joint
+
+    x = sp.Symbol("x")
+    f = sp.Piecewise((x, x > 1), (0, True))
+    d1 = sp.Piecewise((1, x > 2), (0, True))
+    text = _emit_joint("_fdf", f, d1, dict(where="test", names={}))
+    assert "return _f(x), _df(x)" in text
+    shared = _emit_joint("_fdf", f, sp.Piecewise((1, x > 1), (0, True)),
+                         dict(where="test", names={}))
+    assert "_fdf_1" in shared and "_f(x)" not in shared
