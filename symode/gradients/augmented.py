@@ -114,7 +114,7 @@ def kernel_segments(dyn: SymbolicDynamics, tab, nodes, n_nodes, reset, jump, prm
 
 
 def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps, seminorm,
-                   step_size=None, controller=None):
+                   step_size=None, controller=None, h_first=None):
     """Backward pass of any Dynamics with ``vjp``, the whole batch as one system.
 
     Parameters
@@ -153,7 +153,9 @@ def array_segments(dyn, theta, tab, nodes, resets, jumps, rtol, atol, max_steps,
     state = xp.concatenate([z0.ravel(), xp.ravel(jumps[0]),
                             xp.zeros(n_theta, dtype=z0.dtype)])[None, :]
     nfev = nacc = nrej = 0
-    h = None   # each segment starts with the step the last one ended on, not a fresh guess
+    # each segment starts with the step the last one ended on, not a fresh guess; the first
+    # with h_first (the forward controller's last proposal: the adjoint has the same Jacobian)
+    h = h_first or None
     for k in range(1, len(nodes)):
         if nodes[k] != nodes[k - 1]:
             res = integrate_arrays(fun, tab, state, np.array([[nodes[k - 1], nodes[k]]]),

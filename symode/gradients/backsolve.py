@@ -37,7 +37,8 @@ def backsolve_kernel(dyn, tab, tgrid, y, cot, prm, rtol, atol, max_steps, semino
 
 
 def backsolve_arrays(dyn, theta, tab, t, y, cot, rtol, atol, max_steps, seminorm,
-                     step_size=None, controller=None):
-    """Any Dynamics with ``vjp``, the batch as one system; ``t`` of shape (T,)."""
+                     step_size=None, controller=None, h_first=None):
+    """Any Dynamics with ``vjp``, the batch as one system; ``t`` of shape (T,); ``h_first``:
+    the first backward step (default: a fresh guess)."""
     return array_segments(dyn, theta, tab, t[::-1], y[::-1], cot[::-1], rtol, atol, max_steps,
-                          seminorm, step_size, controller)
+                          seminorm, step_size, controller, h_first)

@@ -160,8 +160,9 @@ def _merge_kernel():
 
 
 def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, seminorm,
-                      step_size=None, controller=None):
-    """Any Dynamics with ``vjp``; ``steps`` is the forward's list of (t, h, t_new, y)."""
+                      step_size=None, controller=None, h_first=None):
+    """Any Dynamics with ``vjp``; ``steps`` is the forward's list of (t, h, t_new, y);
+    ``h_first``: the first backward step (default: a fresh guess)."""
     t_rec = np.array([s[2] for s in steps])
     ends = [steps[k + 1][3] for k in range(len(steps) - 1)]
     # the last step ends on the final saved time, whose state is y[-1]
@@ -169,4 +170,4 @@ def checkpoint_arrays(dyn, theta, tab, t, y, cot, steps, rtol, atol, max_steps, 
     y_rec = xp.stack(ends + [y[-1]]) if steps else xp.zeros((0,) + y.shape[1:], dtype=y.dtype)
     nodes, reset, jump = merge_nodes(t, y, cot, t_rec, y_rec)
     return array_segments(dyn, theta, tab, nodes, reset, jump, rtol, atol, max_steps, seminorm,
-                          step_size, controller)
+                          step_size, controller, h_first)

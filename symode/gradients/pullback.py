@@ -165,18 +165,20 @@ def solve_vjp(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None
 
 
 def _forward(prep, adjoint):
-    """Forward solve, keeping what the adjoint needs."""
-    if adjoint == "backsolve":
-        return run(prep)
+    """Forward solve, keeping what the adjoint needs. The array engine's is ``(y, stats,
+    steps or None, h_next)``: the backward pass starts from the step the forward controller
+    proposed at the end, not from a fresh guess."""
     if prep.use_kernel:
+        if adjoint == "backsolve":
+            return run(prep)
         out = run(prep, record=FIRST_RECORD)
         need = int(out[2][2].max())
         if need > FIRST_RECORD:
             out = run(prep, record=need)
         return out
-    steps: list = []
-    y, stats = run(prep, record=steps)
-    return y, stats, steps
+    steps: list | None = None if adjoint == "backsolve" else []
+    y, stats, h_next = run(prep, record=steps)
+    return y, stats, steps, h_next
 
 
 def _pullback_kernel(prep, adjoint, recorded, cot, rtol, atol, seminorm):
@@ -211,7 +213,7 @@ def _pullback_arrays(prep, adjoint, recorded, cot, rtol, atol, seminorm):
                                                       recorded[2], not prep.tab.adaptive)
         return y0_bar, p_bar, t_bar, stats
     step = None if prep.h_fixed is None else float(np.min(prep.h_fixed))
-    args = (rtol, atol, prep.max_steps, seminorm, step, prep.controller)
+    args = (rtol, atol, prep.max_steps, seminorm, step, prep.controller, recorded[3])
     if adjoint == "backsolve":
         a0, p_bar, stats = backsolve_arrays(dyn, theta, prep.tab, t, y, cot, *args)
     else:

@@ -97,7 +97,7 @@ def solve(system: Any, y0: ArrayLike, t: ArrayLike, params: ArrayLike | None = N
                    max_steps=max_steps, engine=engine, device=device, error_norm=error_norm,
                    controller=controller)
     # GPU input: the states stay there as cupy arrays (without cupy they are copied back)
-    y, stats = run(prep, keep_on_gpu=prep.on_gpu and has_cupy())
+    y, stats = run(prep, keep_on_gpu=prep.on_gpu and has_cupy())[:2]
     return prep.solution(y, stats)
 
 
@@ -218,7 +218,8 @@ def run(prep: Prepared, record: int | list | None = None, keep_on_gpu: bool = Fa
     """Run the engine of a prepared solve; raise on failure. Returns ``(y, stats)`` and, with
     ``record``, what was recorded: the kernel engine keeps the first ``record`` accepted steps
     of each trajectory (``rec_t``, ``rec_y``, ``rec_n``); the array engine appends
-    ``(t, h, t_new, y)`` of every accepted step to the ``record`` list."""
+    ``(t, h, t_new, y)`` of every accepted step to the ``record`` list, and returns
+    ``(y, stats, h_next)``, with the step its controller proposes after the end."""
     p = prep
     if p.use_kernel:
         res = _run_kernel(p.dyn, p.tab, p.y0, p.tgrid, p.params, p.rtol, p.atol, p.first_step,
@@ -467,7 +468,7 @@ def _run_arrays(dyn, tab, y0, tgrid, prm, rtol, atol, first_step, h_fixed, max_s
                            error_norm=error_norm, controller=controller)
     ones = np.ones(batch, dtype=np.int64)
     stats = Stats(ones * res.nfev, ones * res.naccept, ones * res.nreject, shared=True)
-    return res.y, stats, res.status, res.fail
+    return res.y, stats, res.status, res.fail, res.h_next
 
 
 def raise_for_status(status, fail, tgrid, tab, rtol, atol, max_steps):

@@ -255,6 +255,48 @@ def test_array_backward_pass_carries_its_step_across_saved_times(adjoint, rng):
     assert g.stats.nfev[0] <= 700
 
 
+@pytest.mark.parametrize("adjoint", ["backsolve", "checkpoint"])
+def test_array_backward_pass_starts_from_the_forward_step(adjoint, rng, monkeypatch):
+    """The first backward step is the one the forward controller proposed at the end (the
+    adjoint has the same Jacobian), not a fresh guess: fewer evaluations, same gradient."""
+    from symode.gradients import augmented, pullback as pullback_module
+
+    dyn = linear_dynamics(4)
+    A = np.random.default_rng(0).normal(size=(4, 4)) / 2 - np.eye(4)   # as linear_dynamics
+    y0, t, theta = rng.normal(size=(3, 4)), np.array([0.0, 3.0]), 0.7
+    w = rng.normal(size=(2, 3, 4))
+    exact = w[0] + w[1] @ expm(theta * A * 3.0)
+    proposed, firsts = [], []
+    run, integrate = pullback_module.run, augmented.integrate_arrays
+
+    def spy_run(*args, **kwargs):
+        out = run(*args, **kwargs)
+        proposed.append(out[2])
+        return out
+
+    def spy_integrate(*args, h_first=None, **kwargs):
+        firsts.append(h_first)
+        return integrate(*args, h_first=h_first, **kwargs)
+
+    monkeypatch.setattr(pullback_module, "run", spy_run)
+    monkeypatch.setattr(augmented, "integrate_arrays", spy_integrate)
+    counts = {}
+    for carried in (True, False):
+        proposed.clear(), firsts.clear()
+        if not carried:                 # what a fresh guess for the first segment costs
+            monkeypatch.setattr(augmented, "integrate_arrays",
+                                lambda *a, h_first=None, **k: spy_integrate(
+                                    *a, h_first=h_first if firsts else None, **k))
+        _, pb = so.solve_vjp(dyn, y0, t, params=theta, adjoint=adjoint, rtol=1e-8,
+                             atol=1e-10)
+        g = pb(w)
+        np.testing.assert_allclose(g.y0, exact, rtol=1e-6, atol=1e-8)
+        counts[carried] = g.stats.nfev[0]
+        if carried:
+            assert proposed[0] > 0 and firsts[0] == proposed[0]
+    assert counts[True] < counts[False], counts
+
+
 def _peak_bytes(adjoint, n_steps, dyn, y0, t, w):
     tracemalloc.start()
     _, pullback = so.solve_vjp(dyn, y0, t, params=1.0, adjoint=adjoint, method="rk4",
