@@ -401,6 +401,7 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
         h = direction * abs(t_end - t0) / nsteps
     nacc = nrej = 0
     err_prev, after_reject = ERR_PREV_FLOOR, False
+    guessed = tab.adaptive and not h_first           # the first step is Hairer's estimate
     while nxt.min() < T:
         if nacc + nrej >= max_steps:
             status[nxt < T] = MAX_STEPS
@@ -444,7 +445,8 @@ def integrate_arrays(fun, tab: ButcherTableau, y0, tgrid, rtol, atol, *, h_first
             y, t = y_new, t_new
             k0 = k_new_() if nxt.min() < T else None
             nacc += 1
-            fac = controller.scalar_factor(err, err_prev, tab.error_order or 1, True, after_reject)
+            fac = controller.scalar_factor(err, err_prev, tab.error_order or 1, True, after_reject,
+                                           guessed and nacc == 1 and nrej == 0)
             err_prev, after_reject = max(err, ERR_PREV_FLOOR), False
         else:
             nrej += 1

@@ -5,7 +5,9 @@ A step with error ratio ``r`` (scaled RMS norm, accepted when ``r <= 1``) is fol
 ``h_new = h * clip(safety * r**-alpha * r_prev**beta, factor_min, factor_max)`` with
 ``alpha = 1/k - 0.75*beta`` and ``k = error_order + 1`` (Hairer, Nørsett & Wanner, Solving ODEs I,
 II.4; the stabilised controller of DOPRI5 with ``beta = 0.04``). After a rejected step the step
-may not grow on the next try.
+may not grow on the next try. Hairer's initial step is meant to be small (its error is often
+orders of magnitude below the tolerance): after it, the step may grow by up to
+``first_factor_max`` (10⁴, the bound CVODE puts on its first step) instead of ``factor_max``.
 """
 
 from __future__ import annotations
@@ -34,12 +36,16 @@ class PIController:
         Bounds of the step-size change per step (0.2 and 10).
     beta : float
         Weight of the previous step's error; 0 gives the classical I controller.
+    first_factor_max : float
+        Bound of the growth after an accepted first step that came from Hairer's estimate
+        (10⁴; explicit methods). Set it to ``factor_max`` for Hairer's codes' behaviour.
     """
 
     safety: float = 0.9
     factor_min: float = 0.2
     factor_max: float = 10.0
     beta: float = 0.04
+    first_factor_max: float = 1e4
 
     def __post_init__(self):
         if not 0 < self.safety <= 1:
@@ -48,27 +54,33 @@ class PIController:
             raise ValueError("need 0 < factor_min < 1 < factor_max")
         if not 0 <= self.beta < 0.2:
             raise ValueError(f"beta must lie in [0, 0.2), got {self.beta}")
+        if not self.first_factor_max >= self.factor_max:
+            raise ValueError(f"first_factor_max must be at least factor_max "
+                             f"({self.factor_max}), got {self.first_factor_max}")
 
     def alpha(self, error_order: int) -> float:
         """Exponent of the current error for a method whose error estimate has this order."""
         return 1.0 / (error_order + 1) - 0.75 * self.beta
 
-    def factor(self, r, r_prev, error_order: int, accepted, after_reject):
-        """Step-size factor(s) for error ratio(s) ``r``; vectorised over trajectories."""
+    def factor(self, r, r_prev, error_order: int, accepted, after_reject, first=False):
+        """Step-size factor(s) for error ratio(s) ``r``; vectorised over trajectories.
+        ``first``: the accepted step was Hairer's initial guess."""
         r = np.asarray(r, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             pi = self.safety * r ** -self.alpha(error_order) * np.asarray(r_prev) ** self.beta
             rej = self.safety * r ** (-1.0 / (error_order + 1))
-        upper = np.where(after_reject, 1.0, self.factor_max)
+        upper = np.where(after_reject, 1.0,
+                         np.where(first, self.first_factor_max, self.factor_max))
         fac_acc = np.where(r == 0, upper, np.clip(pi, self.factor_min, upper))
         fac_rej = np.where(np.isfinite(rej), np.clip(rej, self.factor_min, 1.0), self.factor_min)
         return np.where(accepted, fac_acc, fac_rej)
 
     def scalar_factor(self, r: float, r_prev: float, error_order: int, accepted: bool,
-                      after_reject: bool) -> float:
+                      after_reject: bool, first: bool = False) -> float:
         """:meth:`factor` for one trajectory, in plain floats (the array engine's hot path)."""
         if accepted:
-            upper = 1.0 if after_reject else self.factor_max
+            upper = 1.0 if after_reject else (self.first_factor_max if first
+                                              else self.factor_max)
             if r == 0:
                 return upper
             pi = self.safety * r ** -self.alpha(error_order) * r_prev ** self.beta

@@ -358,6 +358,7 @@ class _Emitter:
             w.dedent()
             w("else:")
             w("    h = direction*min(abs(h), abs(t_end - t))")
+            w("    guessed = False")
             self._adaptive_loop(dense=False)
         else:
             self._fixed_segment()
@@ -456,8 +457,10 @@ class _Emitter:
         q = self.tab.error_order
         w(f"if {given} > 0.0:")
         w(f"    h = min({given}, abs(t_end - t))")
+        w("    guessed = False")
         w("else:")
         w.indent()
+        w("guessed = True")
         for i in range(D):
             w(f"sc{i} = at{i} + rt{i}*abs(y{i})")
         w(f"d0 = math.sqrt(({' + '.join(f'(y{i}/sc{i})**2' for i in range(D))})/{D}.0)")
@@ -569,15 +572,20 @@ class _Emitter:
         w.dedent()
 
 
-def pi_accepted(ctl: PIController, q: int) -> list[str]:
+def pi_accepted(ctl: PIController, q: int, first: bool = True) -> list[str]:
     """Generated lines setting the step factor ``fac`` after an accepted step with error ratio
     ``err`` (``log_prev`` and ``after_reject`` in scope and updated): the PI factor
     safety * err^-alpha * err_prev^beta as one exp of logs, a transcendental fewer than two
-    powers."""
+    powers. With ``first``, a first step guessed by Hairer's estimate (``guessed``, ``nacc``
+    and ``nrej`` in scope) may grow by ``first_factor_max``."""
+    upper = _f(ctl.factor_max)
+    if first:
+        upper = (f"({_f(ctl.first_factor_max)} if guessed and nacc == 1 and nrej == 0 "
+                 f"else {upper})")
     return ["log_err = math.log(err) if err > 0.0 else -745.0",
             f"fac = {_f(ctl.safety)}*math.exp({_f(ctl.beta)}*log_prev - "
             f"{_f(ctl.alpha(q))}*log_err)",
-            f"fac = min(1.0 if after_reject else {_f(ctl.factor_max)}, "
+            f"fac = min(1.0 if after_reject else {upper}, "
             f"max({_f(ctl.factor_min)}, fac))",
             f"log_prev = max(log_err, {_f(math.log(ERR_PREV_FLOOR))})",
             "after_reject = False"]

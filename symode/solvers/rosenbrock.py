@@ -339,7 +339,8 @@ def emit_rosenbrock(dyn, tab: RosenbrockTableau, controller: PIController = PICo
     body = SOLVE.format(
         D=dyn.dim, S=tab.stages, NON_FINITE=NON_FINITE, MAX_STEPS=MAX_STEPS, UNDERFLOW=UNDERFLOW,
         inv_order=repr(1.0 / (q + 1)), log_floor=repr(math.log(ERR_PREV_FLOOR)),
-        new_stages=sum(tab.new_f[1:]), accepted=indent.join(pi_accepted(controller, q)),
+        new_stages=sum(tab.new_f[1:]),
+        accepted=indent.join(pi_accepted(controller, q, first=False)),
         rejected=indent.join(pi_rejected(controller, q)), tiny=repr(10 * EPS))
     return "\n\n".join([header, dyn.rhs_source, jacobian_source(dyn),
                         wrappers(dyn.dim, dyn.n_params), step_source(dyn, tab, target),

@@ -69,3 +69,40 @@ def test_solve_vjp_passes_the_options_to_the_forward_solve():
     np.testing.assert_array_equal(sol.y, plain.y)
     g = pullback(np.ones_like(sol.y))
     assert g.y0.shape == y0.shape
+
+
+@pytest.mark.parametrize("engine", ["kernel", "array"])
+def test_a_first_step_from_hairers_estimate_may_grow_past_factor_max(engine):
+    """dz/dt = -z/100: Hairer's first step has an error far below the tolerance. The default
+    lets the next step grow by more than factor_max (one step fewer here); Hairer's own bound
+    (first_factor_max = factor_max) does not; both are accurate, and a given first step keeps
+    the ordinary bound."""
+    import sympy as sp
+
+    z = sp.Symbol("z")
+    ode = so.ODE([z], [-z / 100])
+    y0, t = np.array([[1.0], [2.0]]), np.array([0.0, 100.0])
+    opts = dict(rtol=1e-6, atol=1e-9, engine=engine)
+    free = so.solve(ode, y0, t, **opts)
+    bounded = so.solve(ode, y0, t, controller=so.PIController(first_factor_max=10.0), **opts)
+    assert (free.stats.naccept < bounded.stats.naccept).all()
+    for sol in (free, bounded):
+        np.testing.assert_allclose(sol.y[-1], y0 * np.exp(-1.0), rtol=1e-6)
+    h0 = 0.06
+    given = so.solve(ode, y0, t, first_step=h0, **opts)
+    given_bounded = so.solve(ode, y0, t, first_step=h0,
+                             controller=so.PIController(first_factor_max=10.0), **opts)
+    np.testing.assert_array_equal(given.stats.nfev, given_bounded.stats.nfev)
+
+
+def test_controller_factor_bounds():
+    ctl = so.PIController()
+    tiny = 1e-12                                      # the PI factor alone would be ~100
+    assert ctl.scalar_factor(tiny, 1e-4, 4, True, False) == ctl.factor_max
+    assert ctl.factor_max < ctl.scalar_factor(tiny, 1e-4, 4, True, False, first=True) < 1e4
+    assert ctl.scalar_factor(tiny, 1e-4, 4, True, True, first=True) == 1.0   # after a reject
+    np.testing.assert_allclose(ctl.factor([tiny, tiny], 1e-4, 4, True, False, [True, False]),
+                               [ctl.scalar_factor(tiny, 1e-4, 4, True, False, first=True),
+                                ctl.factor_max])
+    with pytest.raises(ValueError, match="first_factor_max"):
+        so.PIController(first_factor_max=5.0)
