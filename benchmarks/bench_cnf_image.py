@@ -65,7 +65,7 @@ import platform
 
 import numpy as np
 
-from peers import set_threads, take_turns
+from peers import copy_weights, set_threads, take_turns
 from symode import nn
 from symode.data.mnist import load_mnist
 from symode.errors import SymodeError
@@ -212,13 +212,7 @@ def torch_func(theta0, size, groupnorm, dtype):
             return dz, -div
 
     func = ODEFunc().to(getattr(torch, np.dtype(dtype).name))
-    values = list(image_net(size, groupnorm).named_views(theta0).values())
-    params = list(func.parameters())
-    if [tuple(p.shape) for p in params] != [v.shape for v in values]:
-        raise RuntimeError("torch and symode parameter layouts differ")
-    with torch.no_grad():
-        for p, v in zip(params, values):
-            p.copy_(torch.from_numpy(np.array(v)))
+    copy_weights(func, image_net(size, groupnorm).named_views(theta0))
     return func
 
 

@@ -53,7 +53,7 @@ import platform
 
 import numpy as np
 
-from peers import set_threads, take_turns
+from peers import copy_weights, set_threads, take_turns
 from symode import nn
 from symode.solvers.controllers import PIController
 from symode.data.spirals import make_spirals
@@ -113,7 +113,6 @@ def symode_stepper(theta0, adjoint, controller="i"):
 def torch_model(theta0):
     """The latent ODE as torch modules (float64), weights copied from symode's ``θ`` in its
     order: encoder cell and head, dynamics, decoder."""
-    import torch
     from torch import nn as tnn
 
     class ODEFunc(tnn.Module):
@@ -138,13 +137,7 @@ def torch_model(theta0):
                                       tnn.Linear(DEC_HIDDEN, 2))
 
     model = Model().double()
-    values = list(symode_model("discrete").named_views(theta0).values())
-    params = list(model.parameters())
-    if [tuple(p.shape) for p in params] != [v.shape for v in values]:
-        raise RuntimeError("torch and symode parameter layouts differ")
-    with torch.no_grad():
-        for p, v in zip(params, values):
-            p.copy_(torch.from_numpy(np.array(v)))
+    copy_weights(model, symode_model("discrete").named_views(theta0))
     return model
 
 

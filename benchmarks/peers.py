@@ -282,6 +282,20 @@ def set_threads(n: int) -> None:
         pass
 
 
+def copy_weights(module, views: dict) -> None:
+    """Copy symode's parameter views (``Module.named_views(θ)``) into a torch module whose
+    ``parameters()`` come in the same order and shapes; raise if the layouts differ."""
+    import torch
+
+    params = list(module.parameters())
+    values = list(views.values())
+    if [tuple(p.shape) for p in params] != [np.shape(v) for v in values]:
+        raise RuntimeError("torch and symode parameter layouts differ")
+    with torch.no_grad():
+        for p, v in zip(params, values):
+            p.copy_(torch.from_numpy(np.array(v)))
+
+
 def take_turns(steppers: dict, draws, warmup: int) -> dict:
     """Time every row on every batch, the rows taking turns (order rotating by batch) so that
     all see the same machine load. ``steppers[name](batch) -> (loss, nfe_fwd, nfe_bwd)``.
