@@ -459,49 +459,40 @@ def _cuda_source(scalars: tuple, name: str, order: int) -> str:
 
 
 def _emit_scalar(name: str, expr: sp.Expr, emit: dict) -> str:
-    """Source of ``name(x)``, the scalar value of ``expr``, one function per branch.
-
-    Each branch of a (folded) ``Piecewise`` gets its own function, so that common-subexpression
-    elimination cannot hoist one branch's work (an ``exp`` that overflows there) into the others.
-    """
-    folded = sp.piecewise_fold(expr)
-    pieces = folded.args if isinstance(folded, sp.Piecewise) else ((folded, sp.true),)
-    parts, body = [], ["@JIT", f"def {name}(x):"]
-    for i, (value, cond) in enumerate(pieces):
-        parts.append(emit_function(f"{name}_{i}", ["x"], [value], **emit))
-        if cond is sp.true:
-            body.append(f"    return {name}_{i}(x)[0]")
-            break
-        printer = emit.get("printer") or NumbaPrinter()
-        test = print_expression(cond, printer, emit["where"], emit["names"])
-        body += [f"    if {test}:", f"        return {name}_{i}(x)[0]"]
-    return "\n\n".join(parts) + "\n\n" + "\n".join(body) + "\n\n"
+    """Source of ``name(x)``, the scalar value of ``expr``, one function per branch."""
+    return _emit_branches(name, [expr], emit)
 
 
 def _emit_joint(name: str, f: sp.Expr, d1: sp.Expr, emit: dict) -> str:
-    """Source of ``name(x) -> (f(x), f'(x))``.
-
-    Where ``f`` and ``f'`` fold to branches on the same conditions (or have none), each branch
-    is one function of both values, so their common subexpressions are computed once;
-    otherwise the two scalar functions are called in turn.
-    """
-    folded = [sp.piecewise_fold(e) for e in (f, d1)]
-    conds = [tuple(c for _, c in e.args) if isinstance(e, sp.Piecewise) else None
-             for e in folded]
-    if conds[0] is not None and conds[1] is not None and conds[0] != conds[1]:
+    """Source of ``name(x) -> (f(x), f'(x))``: one function of both values per branch, so their
+    common subexpressions are computed once, where the two fold to branches on the same
+    conditions (or have none); otherwise the scalar ``_f`` and ``_df`` called in turn."""
+    conds = {tuple(c for _, c in e.args) for e in map(sp.piecewise_fold, (f, d1))
+             if isinstance(e, sp.Piecewise)}
+    if len(conds) > 1:
         return f"@JIT\ndef {name}(x):\n    return _f(x), _df(x)\n\n"
-    shared = conds[0] or conds[1] or (sp.true,)
-    pieces = [[e.args[i].expr if isinstance(e, sp.Piecewise) else e for e in folded]
-              for i in range(len(shared))]
+    return _emit_branches(name, [f, d1], emit)
+
+
+def _emit_branches(name: str, exprs: list, emit: dict) -> str:
+    """Source of ``name(x)`` returning the values of ``exprs`` (a float for one expression, a
+    tuple for more), one function per branch of their folded ``Piecewise`` (all on the same
+    conditions), so that common-subexpression elimination cannot hoist one branch's work (an
+    ``exp`` that overflows there) into the others."""
+    folded = [sp.piecewise_fold(e) for e in exprs]
+    conds = next((tuple(c for _, c in e.args) for e in folded if isinstance(e, sp.Piecewise)),
+                 (sp.true,))
+    take = "[0]" if len(exprs) == 1 else ""
     parts, body = [], ["@JIT", f"def {name}(x):"]
     printer = emit.get("printer") or NumbaPrinter()
-    for i, (values, cond) in enumerate(zip(pieces, shared)):
+    for i, cond in enumerate(conds):
+        values = [e.args[i].expr if isinstance(e, sp.Piecewise) else e for e in folded]
         parts.append(emit_function(f"{name}_{i}", ["x"], values, **emit))
         if cond is sp.true:
-            body.append(f"    return {name}_{i}(x)")
+            body.append(f"    return {name}_{i}(x){take}")
             break
         test = print_expression(cond, printer, emit["where"], emit["names"])
-        body += [f"    if {test}:", f"        return {name}_{i}(x)"]
+        body += [f"    if {test}:", f"        return {name}_{i}(x){take}"]
     return "\n\n".join(parts) + "\n\n" + "\n".join(body) + "\n\n"
 
 
